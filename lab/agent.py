@@ -1,0 +1,231 @@
+"""Lab pod agent: plays the kubelet's part for one cluster's ingress-nginx pods (kwok simulates the pods).
+
+For every Running pod of the ingress Deployment it
+  * starts a real nginx with the pod's own prefix, config, pid file and loopback port;
+  * creates a kwok `Exec` object (owned by the pod) so `kubectl exec` / websocket exec through the apiserver runs local
+    processes in the pod's directory, where `nginx` (lab/shim/nginx) addresses that pod's nginx;
+  * emulates the ConfigMap volume: the data of ConfigMap `kubegate-nginx-map` is copied into the pod's `conf.d/` after
+    a sync delay (like the kubelet's periodic sync), atomically, file by file; keys that disappear are removed.
+Pods that go away get their nginx stopped and their directory removed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+NAMESPACE = "ingress-nginx"
+SELECTOR = "app.kubernetes.io/name=ingress-nginx"
+CONFIGMAP = "kubegate-nginx-map"
+NGINX = "/usr/sbin/nginx"
+
+NGINX_CONF = """# kubegate lab: nginx of pod {namespace}/{pod} in {cluster}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log notice;
+events {{ worker_connections 128; }}
+http {{
+    access_log {dir}/logs/access.log;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    default_type text/plain;
+    # The mounted ConfigMap (kubegate-nginx-map): every *.conf in it is part of the http context.
+    include {dir}/conf.d/*.conf;
+    server {{
+        listen {ip}:{port} default_server;
+        location = /healthz {{ return 200 "ok\\n"; }}
+        location / {{ return 200 "pod={pod} cluster={cluster}\\n"; }}
+    }}
+}}
+"""
+
+
+class Api:
+    def __init__(self, server: str, ca: str, cert: str, key: str):
+        self.server = server.rstrip("/")
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.ctx.load_cert_chain(cert, key)
+
+    def call(self, method: str, path: str, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+
+class Agent:
+    def __init__(self, args):
+        self.args = args
+        self.api = Api(args.server, args.ca, args.cert, args.key)
+        self.root = Path(args.state)
+        self.pods_dir = self.root / "pods"
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.root / "agent-state.json"
+        self.state = {"next_port": args.first_port, "pods": {}}
+        if self.state_file.exists():
+            self.state = json.loads(self.state_file.read_text())
+        self.cm_rv = None          # resourceVersion of the ConfigMap seen last
+        self.cm_data = None        # its data (None: no ConfigMap)
+        self.cm_changed_at = 0.0
+        self.running = True
+
+    def save(self):
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    def log(self, msg: str):
+        print(f"{time.strftime('%H:%M:%S')} [{self.args.cluster}] {msg}", flush=True)
+
+    # ---- pods ---------------------------------------------------------------------------------------------------
+    def start_pod(self, pod: dict):
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+        d = self.pods_dir / name
+        for sub in ("conf.d", "logs", "tmp"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        port = self.state["next_port"]
+        self.state["next_port"] += 1
+        (d / "nginx.conf").write_text(NGINX_CONF.format(namespace=NAMESPACE, pod=name, cluster=self.args.cluster,
+                                                        dir=d, ip=self.args.listen_ip, port=port))
+        # A pod starts with the volume's current content (the kubelet mounts it before the container starts).
+        self.sync_files(d, self.cm_data)
+        proc = subprocess.run([NGINX, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-e", str(d / "logs/error.log")],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            self.log(f"pod {name}: nginx failed to start: {proc.stderr.strip()}")
+        exec_obj = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Exec",
+            "metadata": {"name": name, "namespace": NAMESPACE,
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]},
+            "spec": {"execs": [{"local": {"workDir": str(d), "envs": [
+                {"name": "PATH", "value": f"{self.args.shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                {"name": "KUBEGATE_LAB_POD_DIR", "value": str(d)},
+                {"name": "POD_NAME", "value": name},
+                {"name": "POD_NAMESPACE", "value": NAMESPACE},
+                {"name": "KUBEGATE_LAB_HTTP", "value": f"http://{self.args.listen_ip}:{port}"},
+            ]}}]},
+        }
+        status, _ = self.api.call("POST", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/execs", exec_obj)
+        if status == 409:
+            self.api.call("PUT", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/execs/{name}", exec_obj)
+        elif status >= 300:
+            self.log(f"pod {name}: creating its Exec failed with HTTP {status}")
+        self.state["pods"][name] = {"uid": uid, "port": port, "dir": str(d), "synced_rv": self.cm_rv}
+        self.save()
+        self.log(f"pod {name}: nginx on {self.args.listen_ip}:{port}, exec wired")
+
+    def stop_pod(self, name: str):
+        info = self.state["pods"].pop(name, None)
+        if not info:
+            return
+        d = Path(info["dir"])
+        subprocess.run([NGINX, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-e", "stderr", "-s", "quit"],
+                       capture_output=True)
+        pidfile = d / "nginx.pid"
+        for _ in range(50):
+            if not pidfile.exists():
+                break
+            time.sleep(0.1)
+        shutil.rmtree(d, ignore_errors=True)
+        self.save()
+        self.log(f"pod {name}: gone, nginx stopped")
+
+    # ---- the ConfigMap volume ----------------------------------------------------------------------------------
+    def sync_files(self, d: Path, data: dict | None):
+        confd = d / "conf.d"
+        manifest = d / ".configmap-keys"
+        old = set(manifest.read_text().split()) if manifest.exists() else set()
+        new = set((data or {}).keys())
+        for key, value in (data or {}).items():
+            tmp = confd / f"..{key}.tmp"
+            tmp.write_text(value)
+            tmp.replace(confd / key)
+        for key in old - new:
+            (confd / key).unlink(missing_ok=True)
+        manifest.write_text("\n".join(sorted(new)))
+
+    def poll_configmap(self):
+        status, cm = self.api.call("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIGMAP}")
+        rv = cm["metadata"]["resourceVersion"] if status == 200 else None
+        if status not in (200, 404):
+            return
+        if rv != self.cm_rv:
+            self.cm_rv = rv
+            self.cm_data = (cm.get("data") or {}) if cm else None
+            self.cm_changed_at = time.monotonic()
+            self.log(f"configmap {CONFIGMAP}: {'resourceVersion ' + rv if rv else 'deleted'}; syncing after "
+                     f"{self.args.sync_delay}s")
+
+    def sync_pods(self):
+        for index, (name, info) in enumerate(sorted(self.state["pods"].items())):
+            if info.get("synced_rv") == self.cm_rv:
+                continue
+            # Pods see the update at slightly different times, as with real kubelets.
+            due = self.cm_changed_at + self.args.sync_delay + index * self.args.sync_spread
+            if time.monotonic() >= due:
+                self.sync_files(Path(info["dir"]), self.cm_data)
+                info["synced_rv"] = self.cm_rv
+                self.save()
+                self.log(f"pod {name}: conf.d synced to {self.cm_rv or 'no configmap'}")
+
+    def poll_pods(self):
+        status, pods = self.api.call("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={SELECTOR}")
+        if status != 200:
+            return
+        live = {}
+        for pod in pods["items"]:
+            if pod["metadata"].get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
+                continue
+            live[pod["metadata"]["name"]] = pod
+        for name, info in list(self.state["pods"].items()):
+            if name not in live or live[name]["metadata"]["uid"] != info["uid"]:
+                self.stop_pod(name)
+        for name, pod in live.items():
+            if name not in self.state["pods"]:
+                self.start_pod(pod)
+
+    def run(self):
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        self.log("agent started")
+        while self.running:
+            try:
+                self.poll_configmap()
+                self.poll_pods()
+                self.sync_pods()
+            except (OSError, ValueError, KeyError) as e:
+                self.log(f"poll failed: {e}")
+            time.sleep(self.args.interval)
+        for name in list(self.state["pods"]):
+            self.stop_pod(name)
+        self.log("agent stopped")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for opt in ("cluster", "server", "ca", "cert", "key", "state", "listen-ip", "shim"):
+        ap.add_argument(f"--{opt}", required=True)
+    ap.add_argument("--first-port", type=int, default=18080)
+    ap.add_argument("--sync-delay", type=float, default=3.0)
+    ap.add_argument("--sync-spread", type=float, default=1.0)
+    ap.add_argument("--interval", type=float, default=0.5)
+    Agent(ap.parse_args()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
