@@ -39,7 +39,7 @@ def healthy() -> bool:
     if not (STATE / "ready").exists():
         return False
     for c in clusters():
-        for pidfile in c.pids.glob("*.pid"):
+        for pidfile in c.pidfiles():
             pid = procs.read_pid(pidfile)
             if not pid or not procs.pid_alive(pid):
                 return False
@@ -51,14 +51,19 @@ def healthy() -> bool:
     return True
 
 
-def preflight():
+def preflight_tools():
+    """Checked before anything is stopped or started."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces); run it as root")
     missing = [t for t in REQUIRED_TOOLS if not shutil.which(t)]
     if missing:
-        raise LabError(f"missing tools: {', '.join(missing)}; run `make deps`")
+        raise LabError(f"missing tools: {', '.join(missing)}; run `make deps` (installs Debian packages)")
     for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "sample-apiserver"):
         binary(b)
+
+
+def preflight_ports():
+    """Checked after an old lab is stopped and before anything new starts."""
     for c in clusters():
         c.preflight()
 
@@ -68,8 +73,9 @@ def up(args):
         say(f"lab already up ({STATE}); `make lab-down` to stop it")
         return 0
     t0 = time.monotonic()
+    preflight_tools()
     down(quiet=True)
-    preflight()
+    preflight_ports()
     STATE.mkdir(parents=True, exist_ok=True)
     netns.up()
     edge.up()
@@ -151,10 +157,9 @@ def write_inventory(cs: list[Cluster]):
 
 
 def down(args=None, quiet: bool = False):
-    stopped = []
-    for c in clusters():
-        stopped += [f"{c.name}/{n}" for n in procs.stop_all(c.pids)]
-    stopped += [f"edge/{n}" for n in procs.stop_all(edge.DIR / "pids")]
+    # Agents first (they stop their pods' nginx), then everything else at once.
+    stopped = procs.stop_all([c.agent_pids for c in clusters()])
+    stopped += procs.stop_all([c.pids for c in clusters()] + [edge.DIR / "pids"])
     # Any pod nginx the agents could not stop (e.g. an agent killed hard): find them by their pid files.
     for pidfile in STATE.glob("*/pods/*/nginx.pid"):
         pid = procs.read_pid(pidfile)
@@ -174,16 +179,48 @@ def down(args=None, quiet: bool = False):
     return 1 if left else 0
 
 
+def lab_memory_mib() -> float:
+    """Resident memory of every lab process and its descendants (pod nginx included)."""
+    roots = set()
+    for c in clusters():
+        roots |= {procs.read_pid(p) for p in c.pidfiles()}
+    roots |= {procs.read_pid(p) for p in (edge.DIR / "pids").glob("*.pid")}
+    roots |= {procs.read_pid(p) for p in STATE.glob("*/pods/*/nginx.pid")}
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    seen, todo = set(), [p for p in roots if p]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += children.get(pid, [])
+    total = 0
+    for pid in seen:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 def status(args):
     if not (STATE / "lab.json").exists():
         say("lab is down")
         return 1
     ok = True
     for c in clusters():
-        alive = all(procs.pid_alive(procs.read_pid(p) or 0) for p in c.pids.glob("*.pid"))
+        alive = all(procs.pid_alive(procs.read_pid(p) or 0) for p in c.pidfiles())
         ready = c._readyz() if alive else False
         ok &= ready
         say(f"{c.name}: {'ready' if ready else 'NOT ready'} at {c.server}")
+    say(f"memory (RSS of all lab processes): {lab_memory_mib():.0f} MiB")
     return 0 if ok else 1
 
 

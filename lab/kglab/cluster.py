@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class Cluster:
         self.pki_dir = self.dir / "pki"
         self.logs = self.dir / "logs"
         self.pids = self.dir / "pids"
+        self.agent_pids = self.dir / "agent-pids"   # stopped first, so it can stop its pods' nginx
         self.sync_delay = sync_delay
         self.server = f"https://{spec.api_ip}:{PORTS['apiserver']}"
 
@@ -76,8 +78,8 @@ class Cluster:
         if self.spec.netns is None:
             for comp, port in PORTS.items():
                 procs.check_port_free(self.spec.local_ip, port, f"{self.name} {comp}")
-            if self.spec.wardle:
-                procs.check_port_free("127.0.0.1", 0, "wardle")
+        if self.spec.wardle:
+            procs.check_port_free(WARDLE_IP, 8443, f"{self.name} sample-apiserver", netns="not-yet-created")
 
     def make_pki(self):
         s = self.spec
@@ -118,9 +120,12 @@ class Cluster:
             raise LabError(f"{self.name}: kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()}")
         return proc
 
-    def start(self, name: str, argv: list[str], *, netns: str | None | bool = True, env=None) -> int:
+    def start(self, name: str, argv: list[str], *, netns: str | None | bool = True, env=None, piddir=None) -> int:
         ns = self.spec.netns if netns is True else (netns or None)
-        return procs.start(name, argv, logdir=self.logs, piddir=self.pids, netns=ns, env=env)
+        return procs.start(name, argv, logdir=self.logs, piddir=piddir or self.pids, netns=ns, env=env)
+
+    def pidfiles(self) -> list[Path]:
+        return sorted(self.pids.glob("*.pid")) + sorted(self.agent_pids.glob("*.pid"))
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -181,7 +186,7 @@ class Cluster:
             f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
             f"--bind-address={s.local_ip}", f"--secure-port={PORTS['kcm']}",
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
-            "--use-service-account-credentials=true", "--leader-elect=false",
+            "--use-service-account-credentials=true", "--leader-elect=false", "--node-monitor-period=2s",
             f"--cluster-signing-cert-file={d / 'ca.crt'}", f"--cluster-signing-key-file={d / 'ca.key'}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--profiling=false", "--v=1",
@@ -206,7 +211,10 @@ class Cluster:
             "options": {"enableCRDs": ["Exec", "ClusterExec"], "cidr": s.pod_cidr, "nodeIP": s.local_ip,
                         "nodePort": PORTS["kwok"], "serverAddress": f"{s.local_ip}:{PORTS['kwok']}",
                         "tlsCertFile": str(d / "kubelet-serving.crt"), "tlsPrivateKeyFile": str(d / "kubelet-serving.key"),
-                        "manageNodesWithAnnotationSelector": "kwok.x-k8s.io/node=fake"},
+                        "manageNodesWithAnnotationSelector": "kwok.x-k8s.io/node=fake",
+                        # kwok keeps node Leases only with a duration set; without them the node lifecycle
+                        # controller marks its nodes NotReady after 40s and evicts their pods.
+                        "nodeLeaseDurationSeconds": 40},
         }, indent=1))
         env = {"PATH": f"{SHIM}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
         self.start("kwok", [binary("kwok"), f"--kubeconfig={self.dir / 'kwok.kubeconfig'}", f"--config={config}"], env=env)
@@ -222,7 +230,7 @@ class Cluster:
         self.start("agent", [sys.executable, str(LAB_DIR / "agent.py"), "--cluster", self.name, "--server", self.server,
                              "--ca", str(d / "ca.crt"), "--cert", str(d / "agent.crt"), "--key", str(d / "agent.key"),
                              "--state", str(self.dir), "--listen-ip", self.spec.local_ip, "--shim", str(SHIM),
-                             "--sync-delay", str(self.sync_delay)])
+                             "--sync-delay", str(self.sync_delay)], piddir=self.agent_pids)
 
     def start_wardle(self):
         d = self.pki_dir
@@ -242,7 +250,14 @@ class Cluster:
                  manifests.node("kwok-echo-0", s.echo_ip, "echo", PORTS["kwok"])]
         if s.wardle:
             nodes.append(manifests.node("kwok-wardle-0", WARDLE_IP, "wardle", PORTS["kwok"]))
-        docs = "\n---\n".join(nodes + [manifests.BASE])
+        # Nodes first: pods are scheduled once kwok reports them Ready and the not-ready taint is gone.
+        self.kubectl("apply", "-f", "-", input="\n---\n".join(nodes))
+
+        def schedulable():
+            items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+            return len(items) == len(nodes) and not any(n["spec"].get("taints") for n in items)
+        procs.wait_until(f"{self.name} nodes schedulable (kwok, node lifecycle)", schedulable, 60, self.log("kwok"))
+        docs = manifests.BASE
         if s.wardle:
             docs += "\n---\n" + manifests.wardle((self.pki_dir / "ca.crt").read_bytes())
         self.kubectl("apply", "-f", "-", input=docs)
@@ -282,17 +297,15 @@ class Cluster:
 
     def up(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.make_pki()
-        self.start_etcd()
-        self.start_apiserver()
-        self.start_controllers()
-        self.start_kwok()
-        self.apply_fixtures()
-        self.start_echo()
-        self.start_agent()
-        if self.spec.wardle:
-            self.start_wardle()
-        self.wait_ready()
+        steps = [self.make_pki, self.start_etcd, self.start_apiserver, self.start_controllers, self.start_kwok,
+                 self.start_echo, self.start_agent] + ([self.start_wardle] if self.spec.wardle else []) + \
+                [self.apply_fixtures, self.wait_ready]
+        timings = {}
+        for step in steps:
+            t0 = time.monotonic()
+            step()
+            timings[step.__name__] = round(time.monotonic() - t0, 1)
+        (self.dir / "startup-timings.json").write_text(json.dumps(timings))
 
     def describe(self) -> dict:
         d = self.pki_dir

@@ -20,6 +20,8 @@ def ensure_user():
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", USER], check=True, capture_output=True)
+    # '*' = no password can ever match, but the account is not "locked" ('!'), which sshd would refuse for keys too.
+    subprocess.run(["usermod", "-p", "*", USER], check=True, capture_output=True)
 
 
 def up():

@@ -53,34 +53,46 @@ def start(name: str, argv: list[str], *, logdir: Path, piddir: Path, netns: str 
     return proc.pid
 
 
-def stop_pid(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM the process group (then SIGKILL after timeout)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
         try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
-            time.sleep(0.1)
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
-def stop_all(piddir: Path) -> list[str]:
-    stopped = []
-    if not piddir.is_dir():
-        return stopped
-    for pidfile in sorted(piddir.glob("*.pid")):
-        pid = read_pid(pidfile)
-        if pid and pid_alive(pid):
-            stop_pid(pid)
-            stopped.append(pidfile.stem)
-        pidfile.unlink(missing_ok=True)
-    return stopped
+def stop_pids(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM every process (group) at once, wait for all, SIGKILL what is left after `timeout`."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if pid_alive(pid):
+            _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.05)
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    stop_pids([pid], timeout)
+
+
+def stop_all(piddirs: list[Path]) -> list[str]:
+    """Stop every daemon recorded in these pid directories, in parallel; return their names."""
+    found = {}
+    for piddir in piddirs:
+        for pidfile in sorted(piddir.glob("*.pid")) if piddir.is_dir() else []:
+            pid = read_pid(pidfile)
+            if pid and pid_alive(pid):
+                found[f"{piddir.parent.name}/{pidfile.stem}"] = pid
+            pidfile.unlink(missing_ok=True)
+    stop_pids(list(found.values()))
+    return sorted(found)
 
 
 def check_port_free(host: str, port: int, component: str, netns: str | None = None) -> None:
