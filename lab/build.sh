@@ -89,7 +89,7 @@ build_etcd() {
 # kwok's local exec reports a failing command as an InternalError without its exit code (the kubelet streaming server
 # only recognises k8s.io/utils/exec.ExitError). The lab patches its build so a non-zero exit travels as NonZeroExitCode,
 # as it does with a real kubelet. The patch is applied to a private copy of the module; nothing upstream is committed.
-KWOK_PATCH_ID=exitcode-1
+KWOK_PATCH_ID=exitcode-stdin-2
 build_kwok() {
   local v=$KWOK_VERSION
   local tag="$v-$KWOK_PATCH_ID"
