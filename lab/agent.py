@@ -44,6 +44,7 @@ http {{
     # The mounted ConfigMap (kubegate-nginx-map): every *.conf in it is part of the http context.
     include {dir}/conf.d/*.conf;
     server {{
+        listen {pod_ip}:80 default_server;
         listen {ip}:{port} default_server;
         location = /healthz {{ return 200 "ok\\n"; }}
         location / {{ return 200 "pod={pod} cluster={cluster}\\n"; }}
@@ -101,8 +102,11 @@ class Agent:
             (d / sub).mkdir(parents=True, exist_ok=True)
         port = self.state["next_port"]
         self.state["next_port"] += 1
+        pod_ip = pod["status"]["podIP"]
+        # The pod's own address, on the lab's pod interface: the apiserver's pod/service proxy reaches it there.
+        subprocess.run(["ip", "addr", "replace", f"{pod_ip}/32", "dev", self.args.pod_iface], check=False)
         (d / "nginx.conf").write_text(NGINX_CONF.format(namespace=NAMESPACE, pod=name, cluster=self.args.cluster,
-                                                        dir=d, ip=self.args.listen_ip, port=port))
+                                                        dir=d, ip=self.args.listen_ip, port=port, pod_ip=pod_ip))
         # A pod starts with the volume's current content (the kubelet mounts it before the container starts).
         self.sync_files(d, self.cm_data)
         proc = subprocess.run([NGINX, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-e", str(d / "logs/error.log")],
@@ -126,7 +130,7 @@ class Agent:
             self.api.call("PUT", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/execs/{name}", exec_obj)
         elif status >= 300:
             self.log(f"pod {name}: creating its Exec failed with HTTP {status}")
-        self.state["pods"][name] = {"uid": uid, "port": port, "dir": str(d), "synced_rv": self.cm_rv}
+        self.state["pods"][name] = {"uid": uid, "port": port, "dir": str(d), "synced_rv": self.cm_rv, "ip": pod_ip}
         self.save()
         self.log(f"pod {name}: nginx on {self.args.listen_ip}:{port}, exec wired")
 
@@ -143,6 +147,9 @@ class Agent:
                 break
             time.sleep(0.1)
         shutil.rmtree(d, ignore_errors=True)
+        if info.get("ip"):
+            subprocess.run(["ip", "addr", "del", f"{info['ip']}/32", "dev", self.args.pod_iface], check=False,
+                           capture_output=True)
         self.save()
         self.log(f"pod {name}: gone, nginx stopped")
 
@@ -190,7 +197,8 @@ class Agent:
             return
         live = {}
         for pod in pods["items"]:
-            if pod["metadata"].get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
+            if pod["metadata"].get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running" \
+                    or not pod["status"].get("podIP"):
                 continue
             live[pod["metadata"]["name"]] = pod
         for name, info in list(self.state["pods"].items()):
@@ -218,7 +226,7 @@ class Agent:
 
 def main():
     ap = argparse.ArgumentParser()
-    for opt in ("cluster", "server", "ca", "cert", "key", "state", "listen-ip", "shim"):
+    for opt in ("cluster", "server", "ca", "cert", "key", "state", "listen-ip", "shim", "pod-iface"):
         ap.add_argument(f"--{opt}", required=True)
     ap.add_argument("--first-port", type=int, default=18080)
     ap.add_argument("--sync-delay", type=float, default=3.0)

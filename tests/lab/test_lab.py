@@ -46,6 +46,19 @@ def test_exec_reaches_the_pods_own_nginx(lab, cluster):
         assert version.stderr.startswith("nginx version: nginx/")
 
 
+def test_pod_proxy_reaches_each_ingress_pods_nginx_on_its_pod_ip(lab, cluster):
+    for pod in lab.ingress_pods(cluster):
+        body = lab.kubectl(cluster, "get", "--raw", f"/api/v1/namespaces/ingress-nginx/pods/{pod}:80/proxy/").stdout
+        assert body.strip() == f"pod={pod} cluster={cluster}"
+
+
+def test_exec_with_stdin_sees_end_of_input(lab, cluster):
+    pod = lab.ingress_pods(cluster)[0]
+    proc = lab.kubectl(cluster, "exec", "-i", "-n", "ingress-nginx", pod, "--", "wc", "-c", input="x" * 100000,
+                       timeout=30)
+    assert proc.stdout.strip() == "100000"
+
+
 def test_exec_reports_non_zero_exit_code(lab, cluster):
     pod = lab.ingress_pods(cluster)[0]
     proc = lab.kubectl(cluster, "exec", "-n", "ingress-nginx", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 7",
