@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""`make bench`: measurements against the running lab, written to bench/results/latest.json.
+
+per_task: median seconds per task for N sequential `GET /version` tasks (the same token and CA everywhere), for
+  kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
+  Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
+  inventory and playbook parsing are not counted; each variant is run `--rounds` times and the median kept.
+All Ansible variants run with the same ansible-core (the bench virtualenv, which also carries kubernetes.core from
+PyPI's `ansible` package).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LAB = REPO / ".lab"
+BENCH_VENV = REPO / ".venv-bench"
+RESULTS = REPO / "bench" / "results"
+
+
+def lab_desc() -> dict:
+    if not (LAB / "ready").exists():
+        sys.exit("bench: the lab is not up (run `make lab`)")
+    return json.loads((LAB / "lab.json").read_text())
+
+
+def playbook(tasks: list[dict], n: int) -> str:
+    play = {"name": "bench", "hosts": "bench", "gather_facts": False, "tasks": tasks * n}
+    return json.dumps([play])
+
+
+def task_variants(c: dict) -> dict:
+    token_lookup = "{{ lookup('ansible.builtin.file', '%s') }}" % c["admin_token_file"]
+    return {
+        "kubegate.api_request": {"name": "version", "kubegate.multicluster.api_request": {
+            "host": c["server"], "api_key": token_lookup, "ca_cert": c["ca_file"], "path": "/version"}},
+        "ansible.builtin.uri": {"name": "version", "ansible.builtin.uri": {
+            "url": c["server"] + "/version", "ca_path": c["ca_file"], "return_content": True,
+            "headers": {"Authorization": "Bearer " + token_lookup}}},
+        "kubernetes.core.k8s_info": {"name": "version", "kubernetes.core.k8s_info": {
+            "host": c["server"], "api_key": token_lookup, "ca_cert": c["ca_file"],
+            "kind": "Namespace", "name": "default"}},
+    }
+
+
+def run_playbook(text: str, env: dict) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=REPO / "bench", delete=False) as f:
+        f.write(text)
+        path = f.name
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(BENCH_VENV / "bin" / "ansible-playbook"), "-i", "bench,", path],
+                              env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.unlink(path)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench playbook failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def per_task(c: dict, n: int, rounds: int, only: list[str] | None) -> dict:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=f"{REPO / 'collections'}:{BENCH_VENV}/lib/python3.11/site-packages",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_LOCALHOST_WARNING="False")
+    env["ANSIBLE_PYTHON_INTERPRETER"] = str(BENCH_VENV / "bin" / "python")
+    results = {}
+    for name, task in task_variants(c).items():
+        if only and name not in only:
+            continue
+        local = dict(task)
+        samples = []
+        for _ in range(rounds):
+            base = run_playbook(playbook([dict(local, **{"vars": {"ansible_connection": "local"}})], 1), env)
+            full = run_playbook(playbook([dict(local, **{"vars": {"ansible_connection": "local"}})], n + 1), env)
+            samples.append((full - base) / n)
+        results[name] = {"median_s_per_task": round(statistics.median(samples), 4), "samples": [round(s, 4) for s in samples]}
+    if not only or "kubectl" in only:
+        samples = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                subprocess.run([lab_desc()["kubectl"], "--kubeconfig", c["admin_kubeconfig"], "get", "--raw", "/version"],
+                               check=True, capture_output=True)
+            samples.append((time.perf_counter() - t0) / n)
+        results["kubectl get --raw"] = {"median_s_per_task": round(statistics.median(samples), 4),
+                                        "samples": [round(s, 4) for s in samples]}
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args()
+    desc = lab_desc()
+    c = desc["clusters"]["cluster-b"]
+    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": {"cpus": os.cpu_count(),
+           "python": platform.python_version()}, "cluster": "cluster-b", "tasks": args.tasks, "rounds": args.rounds}
+    out["per_task_get_version"] = per_task(c, args.tasks, args.rounds, args.only)
+    pt = out["per_task_get_version"]
+    if "kubegate.api_request" in pt:
+        ours = pt["kubegate.api_request"]["median_s_per_task"]
+        out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items() if k != "kubegate.api_request"}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(out, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
