@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO
+from kgtest import REPO
 
 
 def test_readyz(lab, cluster):

@@ -91,7 +91,8 @@ def handshake_request(path, host, key, extra_headers):
         "Sec-WebSocket-Protocol: %s" % ", ".join(PROTOCOLS),
     ]
     for name, value in extra_headers.items():
-        lines.append("%s: %s" % (name, value))
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            lines.append("%s: %s" % (name, item))
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

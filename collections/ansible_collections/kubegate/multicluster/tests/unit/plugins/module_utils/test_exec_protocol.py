@@ -87,6 +87,15 @@ class FakeApiserver:
                     self.closed_stdin = True
         for frame in self.frames:
             conn.sendall(frame)
+        # Half-close, then drain what the client still sends (pongs, close frames) before closing: closing a socket
+        # with unread data resets the connection and the client could lose frames it has not read yet.
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(5)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
         conn.close()
 
 

@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+"""Connection options shared by every cluster module (one place, so they never drift apart)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r"""
+options:
+  host:
+    description:
+      - "URL of the apiserver, C(https://HOST[:PORT]). A URL starting with C(http://) is a C(kubectl proxy) (or a
+        similar authenticating proxy), and no credentials are sent to it."
+      - "Resolution order for every connection option: the task option (including C(module_defaults)), then the
+        C(K8S_AUTH_*) environment variable named below (as AWX's Kubernetes credential injects them), then the
+        kubeconfig (used when O(host) is not given, or when O(kubeconfig) or O(context) is given explicitly, in which
+        case explicit options override its fields), then the in-cluster service account
+        (C(KUBERNETES_SERVICE_HOST)/C(KUBERNETES_SERVICE_PORT) and C(/var/run/secrets/kubernetes.io/serviceaccount))."
+      - Environment variable C(K8S_AUTH_HOST).
+    type: str
+  api_key:
+    description:
+      - Bearer token. Never shown in output, diffs, errors or logs.
+      - Environment variable C(K8S_AUTH_API_KEY).
+    type: str
+  kubeconfig:
+    description:
+      - Path of a kubeconfig file, or a list of paths merged like C(KUBECONFIG) does (the first file defining a name
+        wins). Defaults to C(KUBECONFIG), else C(~/.kube/config). Relative paths inside a kubeconfig are relative to
+        that file. C(exec) credential plugins and cached C(auth-provider) tokens are supported; basic auth is not.
+      - Environment variable C(K8S_AUTH_KUBECONFIG).
+    type: raw
+  context:
+    description:
+      - Name of the kubeconfig context to use (default the kubeconfig's current-context).
+      - Environment variable C(K8S_AUTH_CONTEXT).
+    type: str
+  ca_cert:
+    description:
+      - PEM file of the CA that signed the apiserver's serving certificate.
+      - Environment variable C(K8S_AUTH_SSL_CA_CERT).
+    type: path
+    aliases: [ssl_ca_cert]
+  client_cert:
+    description:
+      - PEM client certificate file (with O(client_key)).
+      - Environment variable C(K8S_AUTH_CERT_FILE).
+    type: path
+    aliases: [cert_file]
+  client_key:
+    description:
+      - PEM private key file of O(client_cert). Key material is never shown.
+      - Environment variable C(K8S_AUTH_KEY_FILE).
+    type: path
+    aliases: [key_file]
+  validate_certs:
+    description:
+      - Verify the apiserver's certificate against the CA. Defaults to C(true). Setting it to C(false) makes the task
+        warn; through a tunnel or port forward set O(tls_server_name) instead.
+      - Environment variable C(K8S_AUTH_VERIFY_SSL).
+    type: bool
+    aliases: [verify_ssl]
+  tls_server_name:
+    description:
+      - Name sent as TLS SNI and verified in the apiserver's certificate instead of the host in O(host). The right fix
+        when connecting through an ssh tunnel or a TCP forward on C(127.0.0.1).
+      - Environment variable C(K8S_AUTH_TLS_SERVER_NAME).
+    type: str
+  proxy:
+    description:
+      - HTTP CONNECT proxy URL, C(http://HOST:PORT).
+      - Environment variable C(K8S_AUTH_PROXY).
+    type: str
+  no_proxy:
+    description:
+      - Comma-separated host names or domains reached without O(proxy).
+      - Environment variable C(K8S_AUTH_NO_PROXY).
+    type: str
+  impersonate_user:
+    description:
+      - Act as this user (needs the C(impersonate) verb on C(users) for the authenticated identity).
+      - Environment variable C(K8S_AUTH_IMPERSONATE_USER).
+    type: str
+  impersonate_groups:
+    description:
+      - Groups to impersonate together with O(impersonate_user).
+      - Environment variable C(K8S_AUTH_IMPERSONATE_GROUPS) (comma separated).
+    type: list
+    elements: str
+  timeout:
+    description:
+      - Seconds to wait for the apiserver to answer (read timeout). Also bounds watches and streaming reads.
+    type: float
+    default: 30
+  connect_timeout:
+    description:
+      - Seconds to wait for a TCP connection and TLS handshake.
+    type: float
+    default: 10
+  retries:
+    description:
+      - How many times an idempotent request (GET, HEAD, OPTIONS) is retried after HTTP 429/503, a connection reset or
+        a refused connection, with exponential backoff and jitter, honouring C(Retry-After) (capped at 30 seconds).
+        Writes are never retried blindly.
+    type: int
+    default: 3
+notes:
+  - When the task's connection is C(local) (cluster hosts in an inventory usually are), the action plugin runs the
+    request in the controller's worker process instead of shipping the module. Same options, same results, much less
+    overhead. Set C(KUBEGATE_NO_FASTPATH=1) to force module execution.
+  - Per-host connection variables (for example C(host) set to C({{ kubegate_host }}) and C(ca_cert) to
+    C({{ kubegate_ca_cert }})) in C(module_defaults) for C(group/kubegate.multicluster.cluster) let one playbook fan out over the clusters selected
+    with C(-l).
+"""

@@ -1,0 +1,35 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+"""The module side of a cluster module: argument validation by AnsibleModule, then the shared runner.
+
+Every cluster module's main() is `run_module(NAME, runner)`; the action plugin's controller fast path calls the same
+runner with the same argument spec, so a task behaves identically whichever way it runs.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.basic import AnsibleModule
+
+from .errors import KubegateError, internal_error_message
+from .runner import Context
+from .spec import module_spec
+
+
+def run_module(name, runner):
+    module = AnsibleModule(supports_check_mode=True, **module_spec(name))
+    ctx = Context(check_mode=module.check_mode, diff=module._diff)
+    try:
+        result = runner(module.params, ctx)
+    except Exception as e:  # pylint: disable=broad-except
+        module.no_log_values.update(ctx.secrets)
+        for warning in ctx.warnings:
+            module.warn(warning)
+        if isinstance(e, KubegateError):
+            module.fail_json(**e.result())
+        module.fail_json(msg=internal_error_message(name, e))
+    module.no_log_values.update(ctx.secrets)
+    for warning in ctx.warnings:
+        module.warn(warning)
+    module.exit_json(**result)

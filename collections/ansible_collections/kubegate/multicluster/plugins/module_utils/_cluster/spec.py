@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+"""Argument specs: the connection options shared by every cluster module (documented once in the `cluster` doc
+fragment) and each module's own options. Modules and the controller fast path read them from here, so both validate
+exactly the same way."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+CONNECTION = dict(
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    kubeconfig=dict(type="raw", no_log=False),
+    context=dict(type="str"),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
+    client_cert=dict(type="path", aliases=["cert_file"]),
+    client_key=dict(type="path", aliases=["key_file"], no_log=False),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"]),
+    tls_server_name=dict(type="str"),
+    proxy=dict(type="str"),
+    no_proxy=dict(type="str"),
+    impersonate_user=dict(type="str"),
+    impersonate_groups=dict(type="list", elements="str"),
+    timeout=dict(type="float", default=30),
+    connect_timeout=dict(type="float", default=10),
+    retries=dict(type="int", default=3),
+)
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+CONTENT_TYPES = ["json", "merge-patch", "json-patch", "strategic-merge-patch", "apply-patch", "text"]
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+MODULES = {
+    "api_request": dict(
+        argument_spec=dict(
+            method=dict(type="str", default="GET", choices=METHODS),
+            path=dict(type="str", required=True),
+            query=dict(type="raw"),
+            body=dict(type="raw"),
+            content_type=dict(type="str", choices=CONTENT_TYPES),
+            field_manager=dict(type="str"),
+            force=dict(type="bool", default=False),
+            status_code=dict(type="list", elements="int"),
+            headers=dict(type="dict"),
+            watch=dict(type="bool", default=False),
+            until=dict(type="str"),
+            max_body_bytes=dict(type="int", default=DEFAULT_MAX_BODY),
+        ),
+        required_by=dict(until=["watch"]),
+    ),
+    "service_proxy": dict(
+        argument_spec=dict(
+            namespace=dict(type="str", default="default"),
+            service=dict(type="str", required=True),
+            scheme=dict(type="str", choices=["http", "https"]),
+            port=dict(type="str"),
+            path=dict(type="str", default="/"),
+            query=dict(type="raw"),
+            method=dict(type="str", default="GET", choices=METHODS),
+            headers=dict(type="dict"),
+            body=dict(type="raw"),
+            status_code=dict(type="list", elements="int"),
+            max_body_bytes=dict(type="int", default=DEFAULT_MAX_BODY),
+        ),
+    ),
+}
+
+
+def module_spec(name):
+    """{argument_spec, mutually_exclusive, required_together, ...} for AnsibleModule / ArgumentSpecValidator."""
+    spec = copy.deepcopy(MODULES[name])
+    argument_spec = copy.deepcopy(CONNECTION)
+    argument_spec.update(spec["argument_spec"])
+    spec["argument_spec"] = argument_spec
+    return spec

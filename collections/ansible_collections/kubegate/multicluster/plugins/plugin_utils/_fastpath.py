@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+"""Controller fast path for cluster modules.
+
+A cluster module only talks HTTPS to an apiserver, so when the task's connection is `local` (cluster hosts in an
+inventory are API endpoints), packaging the module and starting a fresh interpreter per task is pure overhead. The
+action plugin then validates the arguments with the module's own argument spec and runs the same runner in the worker
+process. Anything that changes where or how a module would run falls back to executing the real module: a non-local
+connection (delegate_to a jump host), become, async, or KUBEGATE_NO_FASTPATH=1.
+"""
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
+from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import merge_hash
+
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.errors import KubegateError, internal_error_message
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.runner import Context
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.spec import module_spec
+
+COLLECTION = "kubegate.multicluster"
+
+
+def _plain(value):
+    """Plain Python containers and scalars (tagged template results become their base types)."""
+    if isinstance(value, dict):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+class FastPathAction(ActionBase):
+    """Subclasses set MODULE (the module's short name) and RUNNER (a function (params, ctx) -> result)."""
+
+    MODULE = None
+    _supports_check_mode = True
+    _supports_async = True
+
+    @staticmethod
+    def runner(params, ctx):
+        raise NotImplementedError
+
+    def _fast_path_possible(self):
+        if os.environ.get("KUBEGATE_NO_FASTPATH", "") not in ("", "0"):
+            return False
+        if getattr(self._connection, "transport", None) != "local":
+            return False
+        if self._task.async_val or self._play_context.become:
+            return False
+        return True
+
+    def _task_environment(self):
+        env = dict(os.environ)
+        raw = {}
+        self._compute_environment_string(raw_environment_out=raw)
+        env.update(dict((str(k), str(v)) for k, v in raw.items()))
+        return env
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(FastPathAction, self).run(tmp, task_vars)
+        del tmp
+        if not self._fast_path_possible():
+            wrap_async = self._task.async_val and not self._connection.has_native_async
+            result = merge_hash(result, self._execute_module(module_name="%s.%s" % (COLLECTION, self.MODULE),
+                                                             task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+
+        spec = module_spec(self.MODULE)
+        validator = ArgumentSpecValidator(**spec)
+        args = _plain(dict((k, v) for k, v in self._task.args.items() if not k.startswith("_ansible_")))
+        validation = validator.validate(args)
+        no_log_values = set(validation._no_log_values)
+        if validation.error_messages:
+            messages = []
+            for error in validation.errors.errors:
+                text = error.args[0] if error.args else str(error)
+                if isinstance(error, UnsupportedError):
+                    text = "Unsupported parameters for (%s.%s) module: %s" % (COLLECTION, self.MODULE, text)
+                messages.append(text)
+            raise AnsibleActionFail("; ".join(messages))
+        params = validation.validated_parameters
+        ctx = Context(check_mode=bool(self._task.check_mode), diff=bool(self._task.diff), env=self._task_environment())
+        try:
+            out = type(self).runner(params, ctx)
+        except KubegateError as e:
+            out = e.result()
+            out["failed"] = True
+            out.setdefault("changed", False)
+        except Exception as e:  # pylint: disable=broad-except
+            out = {"failed": True, "changed": False, "msg": internal_error_message(self.MODULE, e)}
+        no_log_values.update(ctx.secrets)
+        warnings = list(validation._warnings) + list(ctx.warnings)
+        if warnings:
+            out["warnings"] = [w if isinstance(w, str) else w.get("warning", str(w)) for w in warnings]
+        if validation._deprecations:
+            out["deprecations"] = list(validation._deprecations)
+        out["invocation"] = {"module_args": params}
+        out = remove_values(out, no_log_values)
+        result.update(out)
+        return result
