@@ -1,0 +1,178 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pod_exec
+short_description: Run a command in one or many pods through the apiserver
+version_added: 0.1.0
+description:
+  - Runs a command in one pod (O(pod)) or in every Running pod matching O(label_selector) / O(field_selector), over
+    the apiserver's websocket exec (C(v5.channel.k8s.io), falling back to C(v4.channel.k8s.io)).
+  - Rolling execution with O(batch_size) and O(max_concurrency); after a batch with a failure the remaining pods are
+    not touched (when O(fail_on_rc) is true).
+  - The exit code comes from the exec status channel. Output is complete (no 32 KiB truncation) up to
+    O(max_output_bytes) per stream.
+  - The identity needs C(get) and C(list) on C(pods) and C(get) and C(create) on C(pods/exec) in the namespace.
+author: kubegate developers (@kubegate)
+extends_documentation_fragment:
+  - kubegate.multicluster.cluster
+attributes:
+  check_mode:
+    description: Can run in check mode and predict the change without making it.
+    support: partial
+    details: Pods are selected and validated, but the command is not run unless O(read_only=true).
+  diff_mode:
+    description: Returns what changed (or would change in check mode) in diff mode.
+    support: none
+  action_group:
+    description: Part of an action group for C(module_defaults).
+    support: full
+    membership: [kubegate.multicluster.cluster]
+  platform:
+    description: Where the module runs (any POSIX host with Python; usually the controller).
+    support: full
+    platforms: posix
+options:
+  namespace:
+    description: Namespace of the pods.
+    type: str
+    default: default
+  pod:
+    description: Name of one pod. Mutually exclusive with O(label_selector) and O(field_selector).
+    type: str
+  label_selector:
+    description: Label selector of the pods, for example C(app.kubernetes.io/name=ingress-nginx).
+    type: str
+  field_selector:
+    description: Field selector of the pods, for example C(spec.nodeName=node-1).
+    type: str
+  container:
+    description:
+      - Container to run in. Default the pod's C(kubectl.kubernetes.io/default-container) annotation, else its first
+        container.
+    type: str
+  command:
+    description:
+      - The command as an argv list (recommended), or a string split like a POSIX shell would split it (quotes are
+        honoured; no variables, globbing, pipes or redirections; wrap in C([sh, -c, "..."]) for those).
+    type: raw
+    required: true
+  stdin:
+    description: Text sent to the command's standard input, which is then closed (needs C(v5.channel.k8s.io)).
+    type: str
+  read_only:
+    description:
+      - Declares that the command changes nothing. It then runs in check mode as well, and C(changed) is false.
+    type: bool
+    default: false
+  fail_on_rc:
+    description: Fail the task when the command exits non-zero in any pod.
+    type: bool
+    default: true
+  max_concurrency:
+    description: Most pods running the command at the same time.
+    type: int
+    default: 10
+  batch_size:
+    description: Pods per rolling batch; the next batch starts when the previous one finished. C(0) means all at once.
+    type: int
+    default: 0
+  max_output_bytes:
+    description: Most bytes of stdout and of stderr kept per pod; the rest is dropped and the result marked truncated.
+    type: int
+    default: 16777216
+"""
+
+EXAMPLES = r"""
+- name: Reload nginx in every ingress controller pod, one at a time
+  kubegate.multicluster.pod_exec:
+    namespace: ingress-nginx
+    label_selector: app.kubernetes.io/name=ingress-nginx
+    command: [nginx, -s, reload]
+    batch_size: 1
+
+- name: Checksum a config file in one pod (safe in check mode)
+  kubegate.multicluster.pod_exec:
+    namespace: ingress-nginx
+    pod: ingress-nginx-controller-7d9f-abcde
+    command: sha256sum conf.d/kubegate-map.conf
+    read_only: true
+  register: sums
+"""
+
+RETURN = r"""
+results:
+  description: One entry per pod, in pod name order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pod:
+      description: Pod name.
+      type: str
+    container:
+      description: Container the command ran in.
+      type: str
+    rc:
+      description: Exit code (null when the command could not run; see C(msg)).
+      type: int
+    stdout:
+      description: Standard output.
+      type: str
+    stderr:
+      description: Standard error.
+      type: str
+    duration:
+      description: Seconds the exec took.
+      type: float
+    msg:
+      description: What went wrong in this pod, when something did.
+      type: str
+rc:
+  description:
+    - Exit code, when O(pod) was given. Left out when it is non-zero and O(fail_on_rc=false), because Ansible treats
+      any result with a non-zero C(rc) as failed; RV(exit_code) is always there.
+  returned: when O(pod) was given and the command ran
+  type: int
+exit_code:
+  description: Exit code, when O(pod) was given (also when non-zero and tolerated).
+  returned: when O(pod) was given and the command ran
+  type: int
+stdout:
+  description: Standard output, when O(pod) was given.
+  returned: when O(pod) was given and the command ran
+  type: str
+stderr:
+  description: Standard error, when O(pod) was given.
+  returned: when O(pod) was given and the command ran
+  type: str
+pods:
+  description: Names of the selected pods.
+  returned: always
+  type: list
+  elements: str
+command:
+  description: The argv that was (or would be) run.
+  returned: always
+  type: list
+  elements: str
+skipped_pods:
+  description: Pods not run because an earlier batch failed.
+  returned: when pods were skipped
+  type: list
+  elements: str
+"""
+
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import run_module
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.podexec import run_pod_exec
+
+
+def main():
+    run_module("pod_exec", run_pod_exec)
+
+
+if __name__ == "__main__":
+    main()
