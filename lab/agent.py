@@ -48,6 +48,13 @@ http {{
         listen {ip}:{port} default_server;
         location = /healthz {{ return 200 "ok\\n"; }}
         location / {{ return 200 "pod={pod} cluster={cluster}\\n"; }}
+        # Like an ingress-nginx location: proxies to the demo echo backend; the ConfigMap's *.location files are
+        # this location's snippet (ingress-nginx `location-snippet`), e.g. proxy_set_header with a map variable.
+        location /kubegate/ {{
+            include {dir}/conf.d/*.location;
+            proxy_set_header X-Kubegate-Pod {pod};
+            proxy_pass http://{echo};
+        }}
     }}
 }}
 """
@@ -106,7 +113,8 @@ class Agent:
         # The pod's own address, on the lab's pod interface: the apiserver's pod/service proxy reaches it there.
         subprocess.run(["ip", "addr", "replace", f"{pod_ip}/32", "dev", self.args.pod_iface], check=False)
         (d / "nginx.conf").write_text(NGINX_CONF.format(namespace=NAMESPACE, pod=name, cluster=self.args.cluster,
-                                                        dir=d, ip=self.args.listen_ip, port=port, pod_ip=pod_ip))
+                                                        dir=d, ip=self.args.listen_ip, port=port, pod_ip=pod_ip,
+                                                        echo=self.args.echo))
         # A pod starts with the volume's current content (the kubelet mounts it before the container starts).
         self.sync_files(d, self.cm_data)
         proc = subprocess.run([NGINX, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-e", str(d / "logs/error.log")],
@@ -226,7 +234,7 @@ class Agent:
 
 def main():
     ap = argparse.ArgumentParser()
-    for opt in ("cluster", "server", "ca", "cert", "key", "state", "listen-ip", "shim", "pod-iface"):
+    for opt in ("cluster", "server", "ca", "cert", "key", "state", "listen-ip", "shim", "pod-iface", "echo"):
         ap.add_argument(f"--{opt}", required=True)
     ap.add_argument("--first-port", type=int, default=18080)
     ap.add_argument("--sync-delay", type=float, default=3.0)

@@ -230,7 +230,7 @@ class Cluster:
         self.start("agent", [sys.executable, str(LAB_DIR / "agent.py"), "--cluster", self.name, "--server", self.server,
                              "--ca", str(d / "ca.crt"), "--cert", str(d / "agent.crt"), "--key", str(d / "agent.key"),
                              "--state", str(self.dir), "--listen-ip", self.spec.local_ip, "--shim", str(SHIM),
-                             "--sync-delay", str(self.sync_delay),
+                             "--sync-delay", str(self.sync_delay), "--echo", "%s:8080" % self.spec.echo_ip,
                              "--pod-iface", "lo"], piddir=self.agent_pids)
 
     def start_wardle(self):

@@ -91,7 +91,8 @@ options:
     elements: str
   timeout:
     description:
-      - Seconds to wait for the apiserver to answer (read timeout). Also bounds watches and streaming reads.
+      - Seconds to wait for the apiserver to answer (read timeout). Also bounds watches, streaming reads and each
+        pod exec.
     type: float
     default: 30
   connect_timeout:

@@ -66,6 +66,38 @@ MODULES = {
             max_body_bytes=dict(type="int", default=DEFAULT_MAX_BODY),
         ),
     ),
+    "pod_exec": dict(
+        argument_spec=dict(
+            namespace=dict(type="str", default="default"),
+            pod=dict(type="str"),
+            label_selector=dict(type="str"),
+            field_selector=dict(type="str"),
+            container=dict(type="str"),
+            command=dict(type="raw", required=True),
+            stdin=dict(type="str"),
+            read_only=dict(type="bool", default=False),
+            fail_on_rc=dict(type="bool", default=True),
+            max_concurrency=dict(type="int", default=10),
+            batch_size=dict(type="int", default=0),
+            max_output_bytes=dict(type="int", default=DEFAULT_MAX_BODY),
+        ),
+        mutually_exclusive=[["pod", "label_selector"], ["pod", "field_selector"]],
+        required_one_of=[["pod", "label_selector", "field_selector"]],
+    ),
+    "nginx_map": dict(
+        argument_spec=dict(
+            maps=dict(type="list", elements="dict"),
+            map_hash_bucket_size=dict(type="int", default=64),
+            namespace=dict(type="str", default="ingress-nginx"),
+            configmap=dict(type="str", default="kubegate-nginx-map"),
+            key=dict(type="str", default="kubegate-map.conf", no_log=False),
+            location_snippet_key=dict(type="str", no_log=False),
+            nginx_check=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+            nginx_binary=dict(type="path"),
+            keep_previous=dict(type="bool", default=True),
+            restore=dict(type="bool", default=False),
+        ),
+    ),
 }
 
 

@@ -1,0 +1,171 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kubegate contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nginx_map
+short_description: Render, validate and apply nginx map blocks for header-based routing to a ConfigMap
+version_added: 0.1.0
+description:
+  - Validates the maps strictly before anything is sent (names, quoting and escaping of every key and value,
+    duplicate and case-insensitively duplicate keys, special words, variables that collide with nginx or
+    ingress-nginx built-ins, key length against O(map_hash_bucket_size)) and reports every problem at once.
+  - Runs a real C(nginx -t) on the rendered text when nginx is installed where the task runs (O(nginx_check)).
+  - Writes the deterministic text to key O(key) of the ConfigMap O(configmap) in O(namespace) (created when
+    missing), and the C(proxy_set_header) lines of maps that have one to O(location_snippet_key).
+  - Idempotent; check mode changes nothing; diff mode shows the rendered text before and after.
+  - Before every change the current content of the managed keys is saved in the ConfigMap C(<configmap>-previous);
+    O(restore=true) puts it back. The same renderer is available as the filters
+    P(kubegate.multicluster.nginx_map#filter) and P(kubegate.multicluster.nginx_map_problems#filter).
+author: kubegate developers (@kubegate)
+extends_documentation_fragment:
+  - kubegate.multicluster.cluster
+attributes:
+  check_mode:
+    description: Can run in check mode and predict the change without making it.
+    support: full
+  diff_mode:
+    description: Returns what changed (or would change in check mode) in diff mode.
+    support: full
+  action_group:
+    description: Part of an action group for C(module_defaults).
+    support: full
+    membership: [kubegate.multicluster.cluster]
+  platform:
+    description: Where the module runs (any POSIX host with Python; usually the controller).
+    support: full
+    platforms: posix
+options:
+  maps:
+    description:
+      - The maps. Each has C(source) (for example C($http_x_version)), C(variable) (for example
+        C($kubegate_backend)), optional C(default), C(hostnames), C(volatile), C(allow_variables_in_values),
+        C(proxy_set_header) (header name under which the variable is passed upstream) and C(entries) (a list of
+        C({key, value}) or a mapping; keys are exact strings, C(~regex), C(~*regex) or host masks).
+      - Required unless O(restore=true).
+    type: list
+    elements: dict
+  map_hash_bucket_size:
+    description: The target nginx's C(map_hash_bucket_size) (ingress-nginx C(map-hash-bucket-size), default 64).
+    type: int
+    default: 64
+  namespace:
+    description: Namespace of the ConfigMap (the ingress controller's namespace).
+    type: str
+    default: ingress-nginx
+  configmap:
+    description: Name of the ConfigMap mounted into the controller pods.
+    type: str
+    default: kubegate-nginx-map
+  key:
+    description: ConfigMap key (file name in the mounted directory) for the map blocks.
+    type: str
+    default: kubegate-map.conf
+  location_snippet_key:
+    description:
+      - ConfigMap key for the location snippet (C(proxy_set_header) lines). Not written when unset; removed when no
+        map has C(proxy_set_header).
+    type: str
+  nginx_check:
+    description:
+      - V(auto) runs C(nginx -t) when nginx is found and warns otherwise; V(always) fails without nginx; V(never)
+        skips it.
+    type: str
+    default: auto
+    choices: [auto, always, never]
+  nginx_binary:
+    description: Path of the nginx binary for the check (default the first nginx found).
+    type: path
+  keep_previous:
+    description: Save the current content in C(<configmap>-previous) before changing it.
+    type: bool
+    default: true
+  restore:
+    description: Put back the content saved before the last change instead of rendering O(maps).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Route on the X-Version header
+  kubegate.multicluster.nginx_map:
+    location_snippet_key: kubegate-routing.location
+    maps:
+      - source: $http_x_version
+        variable: $kubegate_backend
+        default: stable
+        proxy_set_header: X-Kubegate-Backend
+        entries:
+          - {key: v2, value: canary}
+          - {key: "~*^v3-", value: next}
+  register: routing
+
+- name: Undo the last change
+  kubegate.multicluster.nginx_map:
+    restore: true
+"""
+
+RETURN = r"""
+rendered:
+  description: The rendered map text (after the change).
+  returned: always
+  type: str
+sha256:
+  description: SHA-256 of RV(rendered), to compare with the file the pods see.
+  returned: always
+  type: str
+previous_sha256:
+  description: SHA-256 of the content before the change (null when there was none).
+  returned: always
+  type: str
+location_snippet:
+  description: The rendered location snippet.
+  returned: when O(location_snippet_key) is set
+  type: str
+configmap:
+  description: C(namespace/name) of the ConfigMap.
+  returned: always
+  type: str
+key:
+  description: The ConfigMap key of the map text.
+  returned: always
+  type: str
+resource_version:
+  description: resourceVersion of the ConfigMap after the task.
+  returned: always
+  type: str
+nginx_checked:
+  description: Whether C(nginx -t) accepted the rendered text on the host running the task.
+  returned: always
+  type: bool
+dry_run:
+  description: True in check mode when a change was predicted (sent with C(dryRun=All)).
+  returned: in check mode with a change
+  type: bool
+checks:
+  description:
+    - Requests that prove the routing, derived from maps with a single request-header C(source) and
+      C(proxy_set_header) - one per exact key, one without the header for the default. Each has C(headers) (to
+      send), C(response_header) (the header the backend receives) and C(expect) (its value).
+  returned: unless O(restore=true)
+  type: list
+  elements: dict
+problems:
+  description: Every validation problem, when the maps were rejected.
+  returned: on failure
+  type: list
+  elements: str
+"""
+
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import run_nginx_map
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import run_module
+
+
+def main():
+    run_module("nginx_map", run_nginx_map)
+
+
+if __name__ == "__main__":
+    main()

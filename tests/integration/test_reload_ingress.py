@@ -1,0 +1,147 @@
+"""playbooks/reload-ingress.yml end to end on the lab: render -> apply -> wait for the pods' files -> nginx -t -> reload
+pod by pod -> prove routing with real requests; check mode; idempotence; restore on failure; fan-out over clusters."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from kgplay import lab_inventory, no_traceback, run_playbook
+from kgtest import REPO
+
+PLAYBOOK = REPO / "playbooks" / "reload-ingress.yml"
+CM = "kubegate-nginx-map"
+
+
+def maps(version_value, extra=None):
+    entries = [{"key": "v1", "value": "stable"}, {"key": "v2", "value": version_value}]
+    return [{"source": "$http_x_version", "variable": "$kubegate_backend", "default": "stable",
+             "proxy_set_header": "X-Kubegate-Backend", "entries": entries + (extra or [])}]
+
+
+def routed(lab, cluster, pod, version):
+    """The backend a pod routes X-Version to, observed by the echo backend (a real request via the pod proxy)."""
+    path = "/api/v1/namespaces/ingress-nginx/pods/%s:80/proxy/kubegate/check" % pod
+    c = lab.clusters[cluster]
+    import ssl
+    import urllib.request
+    token = Path(c["admin_token_file"]).read_text().strip()
+    if c["netns"]:
+        argv = ["get", "--raw", path]  # kubectl cannot send a custom header: only the default route is observable
+        return json.loads(lab.kubectl(cluster, *argv).stdout)["headers"].get("X-Kubegate-Backend")
+    req = urllib.request.Request(c["server"] + path, headers={"Authorization": "Bearer " + token,
+                                                              "X-Version": version})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=c["ca_file"]), timeout=10) as r:
+        return json.loads(r.read())["headers"].get("X-Kubegate-Backend")
+
+
+def reset(lab, cluster):
+    lab.kubectl(cluster, "delete", "configmap", "-n", "ingress-nginx", CM, CM + "-previous", "--ignore-not-found")
+
+
+def run_reload(tmp_path, *args, extra_vars=None, cwd=None, inventory=None):
+    argv = list(args)
+    if extra_vars:
+        path = tmp_path / ("vars-%s.yml" % uuid.uuid4().hex[:6])
+        path.write_text(yaml.safe_dump(extra_vars))
+        argv += ["-e", "@%s" % path]
+    return run_playbook(tmp_path, PLAYBOOK.read_text(), *argv, cwd=cwd, inventory=inventory,
+                        playbook_name="reload-ingress.yml")
+
+
+def test_rollout_check_mode_and_idempotence_on_one_cluster(lab, tmp_path):
+    reset(lab, "cluster-b")
+    pods = lab.ingress_pods("cluster-b")
+    # check mode first: shows the diff and changes nothing
+    check = run_reload(tmp_path, "-l", "cluster-b", "--check", "--diff", extra_vars={"kubegate_routing_maps":
+                                                                                  maps("canary")})
+    assert check.rc == 0, check.output[-3000:]
+    assert '+    "v2" "canary";' in check.stdout and "would change" in check.stdout
+    assert lab.kubectl("cluster-b", "get", "configmap", "-n", "ingress-nginx", CM, check=False).returncode != 0
+    # the real rollout, from playbooks/ as users type it
+    run = run_reload(tmp_path, "-l", "cluster-b", extra_vars={"kubegate_routing_maps": maps("canary")},
+                     cwd=REPO / "playbooks")
+    assert run.rc == 0, run.output[-4000:]
+    assert {r["host"] for r in run.records} == {"cluster-b"}
+    assert all(routed(lab, "cluster-b", pod, "v2") == "canary" for pod in pods)
+    assert all(routed(lab, "cluster-b", pod, "v1") == "stable" for pod in pods)
+    reload = run.result("Reload nginx pod by pod", "cluster-b")
+    assert [r["pod"] for r in reload["results"]] == pods and all(r["rc"] == 0 for r in reload["results"])
+    checks = run.result("Prove the routing in every pod (a request per rule, through the apiserver's pod proxy)",
+                        "cluster-b")
+    assert len(checks["results"]) == len(pods) * 3
+    summary = run.result("Summary", "cluster-b")["msg"]
+    assert "reloaded 2 pod(s)" in summary and "6 routing check(s) passed" in summary
+    # idempotent: nothing to do the second time
+    again = run_reload(tmp_path, "-l", "cluster-b", extra_vars={"kubegate_routing_maps": maps("canary")})
+    assert again.result("Render, validate and apply the routing maps", "cluster-b")["changed"] is False
+    assert again.status("Reload nginx pod by pod", "cluster-b") == "skipped"
+    # a change of one rule rolls out and the previous content is kept for restore
+    change = run_reload(tmp_path, "-l", "cluster-b", extra_vars={"kubegate_routing_maps": maps("canary-2")})
+    assert change.rc == 0, change.output[-3000:]
+    assert all(routed(lab, "cluster-b", pod, "v2") == "canary-2" for pod in pods)
+    previous = lab.get_json("cluster-b", "get", "configmap", "-n", "ingress-nginx", CM + "-previous")
+    assert '"v2" "canary";' in previous["data"]["kubegate-map.conf"]
+    assert no_traceback(run.output + again.output + change.output)
+
+
+def test_invalid_rules_change_nothing(lab, tmp_path):
+    reset(lab, "cluster-a")
+    bad = [{"source": "$http_x_version", "variable": "$host", "entries": [{"key": "a;b", "value": "x}"}]}]
+    run = run_reload(tmp_path, "-l", "cluster-a", extra_vars={"kubegate_routing_maps": bad})
+    assert run.rc != 0
+    res = run.result("Render, validate and apply the routing maps", "cluster-a")
+    assert res["failed"] and len(res["problems"]) >= 3 and "$host" in res["msg"]
+    assert lab.kubectl("cluster-a", "get", "configmap", "-n", "ingress-nginx", CM, check=False).returncode != 0
+    assert no_traceback(run.output)
+
+
+def test_a_pod_failing_nginx_t_restores_the_previous_maps_everywhere(lab, tmp_path):
+    reset(lab, "cluster-a")
+    pods = lab.ingress_pods("cluster-a")
+    good = run_reload(tmp_path, "-l", "cluster-a", extra_vars={"kubegate_routing_maps": maps("canary")})
+    assert good.rc == 0, good.output[-3000:]
+    # break one pod: an extra file in its conf.d that nginx -t rejects (as a bad manual edit would)
+    broken = Path(lab.clusters["cluster-a"]["pods_dir"]) / pods[1] / "conf.d" / "zz-broken.conf"
+    broken.write_text("this is not nginx;\n")
+    try:
+        run = run_reload(tmp_path, "-l", "cluster-a", extra_vars={"kubegate_routing_maps": maps("canary-new")})
+        assert run.rc != 0
+        assert run.status("Test the configuration in every controller pod", "cluster-a") == "failed"
+        assert run.status("Reload nginx pod by pod", "cluster-a") is None  # no pod reloaded the new config
+        assert run.status("Restore the previous maps", "cluster-a") == "ok"
+        failure = run.result("Report the failed rollout", "cluster-a")["msg"]
+        assert "Test the configuration in every controller pod" in failure and "restored" in failure
+        cm = lab.get_json("cluster-a", "get", "configmap", "-n", "ingress-nginx", CM)
+        assert '"v2" "canary";' in cm["data"]["kubegate-map.conf"]
+        # routing everywhere is still (or again) the previous one
+        assert all(routed(lab, "cluster-a", pod, "v2") == "canary" for pod in pods)
+    finally:
+        broken.unlink(missing_ok=True)
+    assert no_traceback(run.output)
+
+
+def test_fan_out_over_all_lab_clusters(lab, tmp_path, cluster_c_forward):
+    for name in lab.clusters:
+        reset(lab, name)
+    hosts = {}
+    for name, c in lab.clusters.items():
+        hosts[name] = {"kubegate_tenant": c["tenant"], "kubegate_host": c["server"], "kubegate_ca_cert": c["ca_file"],
+                       "kubegate_token": "{{ lookup('file', '%s') }}" % c["admin_token_file"],
+                       "kubegate_routing_maps": maps("canary-" + name)}
+    hosts["cluster-c"]["kubegate_host"] = cluster_c_forward
+    hosts["cluster-c"]["kubegate_tls_server_name"] = "cluster-c"
+    inventory = lab_inventory(tmp_path, hosts)
+    started = time.monotonic()
+    run = run_reload(tmp_path, inventory=inventory)
+    assert run.rc == 0, run.output[-4000:]
+    for name in lab.clusters:
+        assert "routing check(s) passed" in run.result("Summary", name)["msg"]
+        if not lab.clusters[name]["netns"]:
+            assert all(routed(lab, name, pod, "v2") == "canary-" + name for pod in lab.ingress_pods(name))
+        else:
+            assert all(routed(lab, name, pod, "-") == "stable" for pod in lab.ingress_pods(name))
+    assert time.monotonic() - started < 120
