@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: measurements against the running lab, written to bench/results/latest.json.
 
+fanout_reload: `nginx -s reload` in every ingress pod over 6/24/96 inventory clusters (see bench/fanout.py).
 per_task: median seconds per task for N sequential `GET /version` tasks (the same token and CA everywhere), for
   kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
   Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
@@ -102,6 +103,8 @@ def main():
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--no-fanout", action="store_true", help="skip the fan-out benchmark (bench/fanout.py)")
+    ap.add_argument("--fanout-sizes", type=int, nargs="*", default=[6, 24, 96])
     args = ap.parse_args()
     desc = lab_desc()
     c = desc["clusters"]["cluster-b"]
@@ -112,6 +115,10 @@ def main():
     if "kubegate.api_request" in pt:
         ours = pt["kubegate.api_request"]["median_s_per_task"]
         out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items() if k != "kubegate.api_request"}
+    if not args.no_fanout:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from fanout import fanout
+        out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(json.dumps(out, indent=1, sort_keys=True))

@@ -3,6 +3,9 @@ pod by pod -> prove routing with real requests; check mode; idempotence; restore
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -145,3 +148,52 @@ def test_fan_out_over_all_lab_clusters(lab, tmp_path, cluster_c_forward):
         else:
             assert all(routed(lab, name, pod, "-") == "stable" for pod in lab.ingress_pods(name))
     assert time.monotonic() - started < 120
+
+
+def test_an_apiserver_stopped_mid_run_fails_only_its_cluster(lab, tmp_path):
+    """cluster-a's kube-apiserver is killed right after its maps were applied; cluster-b still completes and the
+    failure is reported for cluster-a. The lab is rebuilt afterwards."""
+    for name in ("cluster-a", "cluster-b"):
+        reset(lab, name)
+    hosts = {}
+    for name in ("cluster-a", "cluster-b"):
+        c = lab.clusters[name]
+        hosts[name] = {"kubegate_tenant": c["tenant"], "kubegate_host": c["server"], "kubegate_ca_cert": c["ca_file"],
+                       "kubegate_token": "{{ lookup('file', '%s') }}" % c["admin_token_file"],
+                       "kubegate_routing_maps": maps("canary-" + name), "kubegate_sync_timeout": 16,
+                       "kubegate_retries": 1, "kubegate_timeout": 5}
+    inventory = lab_inventory(tmp_path, hosts)
+    apiserver = subprocess.run(["pgrep", "-f", "kube-apiserver .*--bind-address=127.0.0.11 "], capture_output=True,
+                               text=True).stdout.split()
+    assert len(apiserver) == 1, apiserver
+    play = tmp_path / "reload-ingress.yml"
+    play.write_text(PLAYBOOK.read_text())
+    from kgplay import HERE
+    from kgtest import repo_env
+    results = tmp_path / "results.jsonl"
+    env = repo_env(KG_RESULTS_FILE=str(results), ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="kg_results")
+    proc = subprocess.Popen([str(REPO / ".venv/bin/ansible-playbook"), "-i", str(inventory), str(play)], cwd=str(REPO),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if lab.kubectl("cluster-a", "get", "configmap", "-n", "ingress-nginx", CM, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        os.kill(int(apiserver[0]), signal.SIGKILL)
+        output, _ = proc.communicate(timeout=240)
+        records = [json.loads(line) for line in results.read_text().splitlines()]
+        summary_b = [r for r in records if r["host"] == "cluster-b" and r["task"] == "Summary"]
+        assert summary_b and "routing check(s) passed" in summary_b[0]["result"]["msg"], output[-3000:]
+        assert all(routed(lab, "cluster-b", pod, "v2") == "canary-cluster-b" for pod in lab.ingress_pods("cluster-b"))
+        failed_a = [r for r in records if r["host"] == "cluster-a" and r["status"] == "failed"]
+        assert failed_a and "cannot reach the apiserver at 127.0.0.11:6443" in json.dumps(failed_a)
+        assert proc.returncode != 0
+        assert "cluster-a                  : ok=" in output and "failed=1" in output.split("cluster-a ")[-1]
+        assert no_traceback(output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "lab/labctl.py"), "up"], check=True,
+                       capture_output=True, timeout=300)
