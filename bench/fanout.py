@@ -112,7 +112,7 @@ K8S_PLAY = [{"name": "reload (kubernetes.core)", "hosts": "all", "gather_facts":
      "loop": "{{ pods.resources | map(attribute='metadata.name') | list }}"}]}]
 
 
-def run_play(play: list, inv: Path) -> float:
+def run_play(play: list, inv: Path, timeout: float = 900) -> float:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORKS=str(FORKS),
                ANSIBLE_COLLECTIONS_PATH=f"{REPO / 'collections'}:{BENCH_VENV}/lib/python3.11/site-packages")
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=REPO / "bench", delete=False) as f:
@@ -121,7 +121,7 @@ def run_play(play: list, inv: Path) -> float:
     try:
         t0 = time.perf_counter()
         proc = subprocess.run([str(BENCH_VENV / "bin" / "ansible-playbook"), "-i", str(inv), path], env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout=timeout)
         elapsed = time.perf_counter() - t0
     finally:
         os.unlink(path)
