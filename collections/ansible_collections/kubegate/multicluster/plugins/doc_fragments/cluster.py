@@ -78,6 +78,38 @@ options:
       - Comma-separated host names or domains reached without O(proxy).
       - Environment variable C(K8S_AUTH_NO_PROXY).
     type: str
+  ssh_jump:
+    description:
+      - Reach the apiserver through an ssh jump host with an in-process local forward (paramiko), for the duration
+        of the task, without a tunnel service. TLS is still verified end to end against the apiserver's name.
+      - The jump host's key must be pinned in O(ssh_jump.known_hosts); an unknown or changed key is refused. Only the
+        given private key is used (no agent, no password). Cannot be combined with O(proxy).
+    type: dict
+    suboptions:
+      host:
+        description: Jump host address.
+        type: str
+        required: true
+      port:
+        description: Jump host ssh port.
+        type: int
+        default: 22
+      user:
+        description: User on the jump host (ideally restricted to port forwarding to the apiserver).
+        type: str
+        required: true
+      key_file:
+        description: Private key file for that user.
+        type: path
+        required: true
+      known_hosts:
+        description: known_hosts file that pins the jump host's key.
+        type: path
+        required: true
+      connect_timeout:
+        description: Seconds to wait for the ssh connection and the forwarded channel.
+        type: float
+        default: 10
   impersonate_user:
     description:
       - Act as this user (needs the C(impersonate) verb on C(users) for the authenticated identity).

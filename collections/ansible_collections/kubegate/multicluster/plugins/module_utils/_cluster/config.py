@@ -29,6 +29,7 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urlsplit
 
+from . import jump
 from .errors import KubegateError
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -60,7 +61,7 @@ class Cluster(object):
 
     __slots__ = ("name", "source", "scheme", "host", "port", "base_path", "ca_file", "ca_data", "verify",
                  "tls_server_name", "token", "token_file", "cert_file", "cert_data", "key_file", "key_data",
-                 "exec_config", "proxy", "no_proxy", "impersonate_user", "impersonate_groups", "connect_timeout",
+                 "exec_config", "proxy", "no_proxy", "ssh_jump", "impersonate_user", "impersonate_groups", "connect_timeout",
                  "timeout", "retries", "namespace", "secrets", "warnings", "_frozen")
 
     def __init__(self, **kw):
@@ -93,7 +94,7 @@ class Cluster(object):
         """Identity for connection pooling / TLS context caching (no secret values, only their presence)."""
         return (self.scheme, self.host, self.port, self.ca_file, _digest(self.ca_data), self.verify,
                 self.tls_server_name, self.cert_file, _digest(self.cert_data), self.key_file, _digest(self.key_data),
-                self.proxy)
+                self.proxy, self.ssh_jump)
 
 
 def _digest(data):
@@ -476,13 +477,16 @@ def resolve(params, env=None, name=None):
     connect_timeout = _number(params.get("connect_timeout") if params.get("connect_timeout") is not None else 10,
                               "connect_timeout", 0.1)
     retries = _number(params.get("retries") if params.get("retries") is not None else 3, "retries", 0, integer=True)
+    ssh_jump = jump.normalise(params.get("ssh_jump"))
+    if ssh_jump and cl.get("proxy"):
+        raise KubegateError("ssh_jump and proxy cannot be combined for %s; use one way to reach the apiserver" % where)
     secrets = [v for v in (cl.get("token"),) if v]
     return Cluster(name=name or cl.get("name"), source=source, scheme=scheme, host=host, port=port,
                    base_path=base_path, ca_file=cl.get("ca_file"), ca_data=cl.get("ca_data"), verify=verify,
                    tls_server_name=cl.get("tls_server_name"), token=cl.get("token"), token_file=cl.get("token_file"),
                    cert_file=cl.get("cert_file"), cert_data=cl.get("cert_data"), key_file=cl.get("key_file"),
                    key_data=cl.get("key_data"), exec_config=cl.get("exec_config"), proxy=cl.get("proxy"),
-                   no_proxy=cl.get("no_proxy"), impersonate_user=cl.get("impersonate_user"),
+                   no_proxy=cl.get("no_proxy"), ssh_jump=ssh_jump, impersonate_user=cl.get("impersonate_user"),
                    impersonate_groups=tuple(cl.get("impersonate_groups") or ()), connect_timeout=connect_timeout,
                    timeout=timeout, retries=retries, namespace=cl.get("namespace"), secrets=tuple(secrets),
                    warnings=tuple(warnings))

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
     import httplib
     from urlparse import urlsplit
 
+from . import jump
 from .config import exec_credential
 from .errors import KubegateError, http_error
 
@@ -37,6 +38,7 @@ MAX_RETRY_AFTER = 30.0
 USER_AGENT = "kubegate.multicluster/0.1"
 
 _CONTEXTS = {}
+_FORWARDED = {}   # id(socket) -> (ssh forward, local port) while a TLS handshake is pending
 _POOL = {}
 _LOCK = threading.Lock()
 
@@ -171,12 +173,20 @@ def _proxy_for(cluster):
 def _connect_raw(cluster, timeout):
     proxy = _proxy_for(cluster)
     target = proxy or (cluster.host, cluster.port)
+    forward = None
+    if cluster.ssh_jump:
+        # an in-process ssh local forward; TLS below still verifies the apiserver's own name
+        local_host, local_port, forward = jump.local_endpoint(cluster.ssh_jump, cluster.host, cluster.port,
+                                                              cluster.where)
+        target = (local_host, local_port)
     try:
         sock = socket.create_connection(target, timeout=timeout)
     except socket.timeout:
         raise _Unreachable("connection timed out after %ss" % timeout, proxy)
     except (OSError, socket.error) as e:
         raise _Unreachable(_os_reason(e), proxy)
+    if forward is not None:
+        _FORWARDED[id(sock)] = (forward, sock.getsockname()[1])
     if proxy:
         try:
             host = "[%s]" % cluster.host if ":" in cluster.host else cluster.host
@@ -198,6 +208,17 @@ def _connect_raw(cluster, timeout):
             sock.close()
             raise _Unreachable("proxy CONNECT failed: %s" % _os_reason(e), proxy)
     return sock
+
+
+def _jump_failure(cluster, sock):
+    """The jump host's reason for refusing the forward of this socket's connection, as an error (or None)."""
+    forward, local_port = _FORWARDED.pop(id(sock), (None, None))
+    reason = jump.channel_error(forward, local_port) if forward else None
+    if reason is None:
+        return None
+    return KubegateError("%s: the ssh jump host %s could not open a connection to %s:%s: %s"
+                         % (cluster.where, jump.describe(cluster.ssh_jump), cluster.host, cluster.port, reason),
+                         unreachable=True)
 
 
 class _Unreachable(Exception):
@@ -249,13 +270,16 @@ def open_socket(cluster, timeout=None, cert_data=None, key_data=None):
     ctx = ssl_context(cluster, cert_data, key_data)
     try:
         raw.settimeout(timeout)
-        return ctx.wrap_socket(raw, server_hostname=cluster.tls_server_name or cluster.host)
+        tls = ctx.wrap_socket(raw, server_hostname=cluster.tls_server_name or cluster.host)
+        _FORWARDED.pop(id(raw), None)
+        return tls
     except ssl.SSLError as e:
         raw.close()
-        raise _tls_error(cluster, e, lambda: _connect_raw(cluster, timeout))
+        raise _jump_failure(cluster, raw) or _tls_error(cluster, e, lambda: _connect_raw(cluster, timeout))
     except (OSError, socket.error) as e:
         raw.close()
-        raise unreachable_error(cluster, _Unreachable("TLS handshake failed: %s" % _os_reason(e)))
+        raise _jump_failure(cluster, raw) or unreachable_error(
+            cluster, _Unreachable("TLS handshake failed: %s" % _os_reason(e)))
 
 
 class _Connection(httplib.HTTPConnection):
