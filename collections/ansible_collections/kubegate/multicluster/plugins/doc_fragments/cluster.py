@@ -147,3 +147,16 @@ notes:
     C({{ kubegate_ca_cert }})) in C(module_defaults) for C(group/kubegate.multicluster.cluster) let one playbook fan out over the clusters selected
     with C(-l).
 """
+
+    # Attributes every cluster module shares (check_mode and diff_mode differ per module and stay in the module).
+    ATTRIBUTES = r"""
+attributes:
+  action_group:
+    description: Part of an action group for C(module_defaults).
+    support: full
+    membership: [kubegate.multicluster.cluster]
+  platform:
+    description: Where the module runs (any POSIX host with Python; usually the controller).
+    support: full
+    platforms: posix
+"""

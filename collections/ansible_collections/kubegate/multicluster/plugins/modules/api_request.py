@@ -19,6 +19,7 @@ description:
 author: kubegate developers (@kubegate)
 extends_documentation_fragment:
   - kubegate.multicluster.cluster
+  - kubegate.multicluster.cluster.attributes
 attributes:
   check_mode:
     description: Can run in check mode and predict the change without making it.
@@ -29,14 +30,6 @@ attributes:
     description: Returns what changed (or would change in check mode) in diff mode.
     support: full
     details: Shown for writes of Kubernetes objects. C(managedFields) are left out and Secret values are masked.
-  action_group:
-    description: Part of an action group for C(module_defaults).
-    support: full
-    membership: [kubegate.multicluster.cluster]
-  platform:
-    description: Where the module runs (any POSIX host with Python; usually the controller).
-    support: full
-    platforms: posix
 options:
   method:
     description: HTTP method.

@@ -15,6 +15,7 @@ description:
 author: kubegate developers (@kubegate)
 extends_documentation_fragment:
   - kubegate.multicluster.cluster
+  - kubegate.multicluster.cluster.attributes
 attributes:
   check_mode:
     description: Can run in check mode and predict the change without making it.
@@ -23,14 +24,6 @@ attributes:
   diff_mode:
     description: Returns what changed (or would change in check mode) in diff mode.
     support: none
-  action_group:
-    description: Part of an action group for C(module_defaults).
-    support: full
-    membership: [kubegate.multicluster.cluster]
-  platform:
-    description: Where the module runs (any POSIX host with Python; usually the controller).
-    support: full
-    platforms: posix
 options:
   namespace:
     description: Namespace of the Service.
