@@ -11,9 +11,10 @@ version_added: 0.1.0
 description:
   - Sends one request with any method, path, query and body to the apiserver of a cluster and returns the answer.
     Works for core, grouped and aggregated APIs and for non-resource paths such as C(/version), C(/readyz) or C(/metrics).
-  - Writes report C(changed) honestly. The object is read before the write and C(changed) compares its
-    C(resourceVersion) afterwards, which the apiserver does not bump for a no-op write. Check mode sends writes with
-    server-side C(dryRun=All) and compares the content; diff mode shows the object before and after.
+  - Writes report C(changed) honestly. The object is read before the write; C(changed) is true when its
+    C(resourceVersion) moved (the apiserver does not bump it for a no-op write) and its content, without
+    C(managedFields), C(resourceVersion) and C(generation), differs. Check mode sends writes with server-side
+    C(dryRun=All) and compares the content; diff mode shows the object before and after.
   - With O(watch), lists and then watches the path until the JMESPath expression O(until) is true for an object, or
     O(timeout) expires.
 author: kubegate developers (@kubegate)

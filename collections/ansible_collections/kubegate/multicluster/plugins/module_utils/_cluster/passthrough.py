@@ -4,8 +4,9 @@
 """The pass-through runners: api_request (any method/path/body, watch) and service_proxy.
 
 Change detection for writes: the object is read before a mutating call (for POST: the collection path plus the body's
-metadata.name); `changed` compares resourceVersion before/after (the apiserver does not bump it for no-op writes), or,
-in check mode (server-side dryRun=All), the objects' content without server-managed fields. Paths the apiserver cannot
+metadata.name); `changed` is true when resourceVersion moved (the apiserver does not bump it for no-op writes) and the
+content without server-managed fields (resourceVersion, managedFields, generation) differs; in check mode
+(server-side dryRun=All) the content alone decides. Paths the apiserver cannot
 dry-run (proxy, exec, attach, portforward, non-resource paths) are not sent at all in check mode.
 """
 from __future__ import absolute_import, division, print_function
@@ -28,7 +29,7 @@ from .runner import connect
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 NOT_DRY_RUNNABLE = ("proxy", "exec", "attach", "portforward")
-SERVER_FIELDS = ("resourceVersion", "managedFields", "generation")
+SERVER_FIELDS = ("resourceVersion", "managedFields", "generation")  # left out when comparing content
 DEFAULT_FIELD_MANAGER = "kubegate"
 
 
@@ -212,11 +213,12 @@ def _write(client, method, path, pairs, payload, headers, accepted, max_body, bo
         changed = before is not None if before_known else True
         after = None
     elif before is not None and after is not None:
-        if ctx.check_mode:
-            changed = _content(before) != _content(after)
-        else:
-            changed = (before.get("metadata") or {}).get("resourceVersion") != \
-                (after.get("metadata") or {}).get("resourceVersion")
+        # A write that left resourceVersion alone changed nothing. One that bumped it but only rewrote server-managed
+        # fields (e.g. managedFields, as the second server-side apply after a create does) did not change the object
+        # either. Dry-run answers keep the old resourceVersion, so check mode compares content only.
+        same_version = (before.get("metadata") or {}).get("resourceVersion") == \
+            (after.get("metadata") or {}).get("resourceVersion")
+        changed = _content(before) != _content(after) if ctx.check_mode or not same_version else False
     else:
         changed = True
     out["changed"] = changed
