@@ -12,7 +12,7 @@ from ansible_collections.kubegate.multicluster.plugins.plugin_utils._kubectl_pro
 
 def kubectl_proxy_plan(clusters, inventory_hosts=None, publish=True, dangerous_address="", dangerous_accept_hosts="",
                        dangerous_allow_exec=False, kubectl_path="/usr/local/bin/kubectl",
-                       config_dir="/etc/kubegate/kubectl-proxy", host_state=None):
+                       config_dir="/etc/kubegate-kubectl-proxy", host_state=None):
     """See plugin_utils/_kubectl_proxy.plan: {clusters, problems, warnings}; never raises on bad input."""
     return plan(clusters, inventory_hosts=inventory_hosts, publish=publish, dangerous_address=dangerous_address,
                 dangerous_accept_hosts=dangerous_accept_hosts, dangerous_allow_exec=dangerous_allow_exec,

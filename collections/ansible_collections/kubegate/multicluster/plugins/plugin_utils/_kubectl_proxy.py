@@ -223,7 +223,7 @@ def port_clashes(clusters, host_state):
 
 
 def plan(clusters, inventory_hosts=None, publish=True, dangerous_address="", dangerous_accept_hosts="",
-         dangerous_allow_exec=False, kubectl_path="/usr/local/bin/kubectl", config_dir="/etc/kubegate/kubectl-proxy",
+         dangerous_allow_exec=False, kubectl_path="/usr/local/bin/kubectl", config_dir="/etc/kubegate-kubectl-proxy",
          host_state=None):
     """Everything the role needs: {"clusters": [...], "kubeconfigs": {name: text}, "problems": [...], "warnings": [...]}.
 

@@ -123,7 +123,8 @@ def exec_one(client, namespace, pod, container, argv, stdin, timeout, max_output
                 result["msg"] = "exec failed in pod %s: %s" % (pod, message)
     except wsexec.ExecProtocolError as e:
         if e.kind == "http":
-            result["msg"] = describe_refused_upgrade(e, namespace, pod)
+            result["msg"] = describe_refused_upgrade(e, namespace, pod,
+                                                     via_proxy=getattr(client.cluster, "plain_http", False))
             result["http_status"] = e.http_status
         else:
             result["msg"] = "exec in pod %s failed: %s" % (pod, e)
@@ -142,14 +143,26 @@ def exec_one(client, namespace, pod, container, argv, stdin, timeout, max_output
     return result
 
 
-def describe_refused_upgrade(err, namespace, pod):
+def describe_refused_upgrade(err, namespace, pod, via_proxy=False):
+    """The message for an exec upgrade the server refused. A 403 whose body is not a Kubernetes Status comes from a
+    proxy in front of the apiserver (kubectl proxy answers a plain "Forbidden" for paths in its --reject-paths, which
+    by default include pods/exec and pods/attach), not from RBAC."""
     import json
     message = ""
+    status = False
     try:
         body = json.loads(err.body.decode("utf-8", "replace")) if err.body else {}
         message = body.get("message", "") if isinstance(body, dict) else ""
+        status = isinstance(body, dict) and body.get("kind") == "Status"
     except ValueError:
-        message = err.body[:200].decode("utf-8", "replace") if err.body else ""
+        message = err.body[:200].decode("utf-8", "replace").strip() if err.body else ""
+    if err.http_status == 403 and not status:
+        return ("exec in pod %s/%s was refused by %s with a plain 403 (%r, not a Kubernetes Status, so not RBAC): "
+                "kubectl proxy blocks pods/exec and pods/attach by default (--reject-paths). Run exec against the "
+                "apiserver directly (https with a least-privilege identity), or - dangerous - let exec through the "
+                "proxy (role kubectl_proxy: kubectl_proxy_dangerous_allow_exec)"
+                % (namespace, pod, "the kubectl proxy" if via_proxy else "a proxy in front of the apiserver",
+                   message or "Forbidden"))
     if err.http_status == 403:
         return ("exec forbidden in pod %s/%s: %s. The identity needs RBAC verbs get and create on pods/exec in namespace %s"
                 % (namespace, pod, message or "forbidden", namespace))
