@@ -361,7 +361,9 @@ def test_unix_socket(lab, clean, tmp_path):
     run = play(tmp_path, [proxy_play(lab, [entry(lab, "cluster-b", cert=True, unix_socket=True)])])
     assert run.rc == 0, run.output[-5000:]
     sock = "/run/kubegate-kubectl-proxy/cluster-b/proxy.sock"
-    assert sh(hosts, "stat -c '%%a %%U %%F' %s" % sock, check=True).stdout.split() == ["600", USER, "socket"]
+    # kubectl proxy creates its socket with umask 0077, in the unit's 0750 runtime directory
+    assert sh(hosts, "stat -c '%%a %%U %%F' %s" % sock, check=True).stdout.split() == ["700", USER, "socket"]
+    assert sh(hosts, "stat -c '%%a %%U' %s" % sock.rsplit("/", 1)[0], check=True).stdout.split() == ["750", USER]
     out = sh(hosts, "curl -s --unix-socket %s http://localhost/api/v1/namespaces/demo/services/echo:http/proxy/" % sock,
              check=True).stdout
     assert json.loads(out)["cluster"] == "cluster-b"
