@@ -27,7 +27,7 @@ from . import procs
 from .cluster import BIN, LAB_DIR, STATE
 from .procs import LabError
 
-DIR = STATE / "hosts"
+DIR = STATE.resolve() / "hosts"        # resolved: worktrees share one lab through a .lab symlink
 KEY = DIR / "id_ed25519"                 # root's login key on every test host (controller side)
 KNOWN_HOSTS = DIR / "known_hosts"        # pinned host keys of every test host
 INVENTORY = DIR / "inventory" / "hosts.yml"
@@ -326,7 +326,7 @@ def up(names: list[str] | None = None) -> dict:
             state = _wait_booted(HOSTS[name])
             say(f"{name}: {state}, ssh root@{HOSTS[name].ssh_host}:{HOSTS[name].ssh_port}")
         for name in todo:
-            proc = subprocess.run(ssh_argv(name) + ["python3", "-c", "print('ok')"], capture_output=True, text=True,
+            proc = subprocess.run(ssh_argv(name) + ["python3 -c 'print(\"ok\")'"], capture_output=True, text=True,
                                   timeout=30)
             if proc.stdout.strip() != "ok":
                 raise LabError(f"{name}: ssh login with the pinned host key failed: {proc.stderr.strip()}")
