@@ -5,8 +5,9 @@ modules then use; each dangerous variable warns and changes the behaviour; idemp
 refusals of bad input.
 
 cluster-a: token, direct. cluster-b: client certificate (and a unix socket in one test). cluster-c: through an ssh
-tunnel's local end (the session's `ssh -L` forward on the controller, which kg-tunnel shares the network namespace
-with) with tls_server_name.
+tunnel's local end with tls_server_name - in the first test the ssh_tunnel role's service on the same host
+(kubegate-tunnel@kproxy-c through the lab's edge sshd, its published kubegate_host feeding the proxy's server), in the
+others the session's `ssh -L` forward on the controller (kg-tunnel shares its network namespace).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +41,7 @@ CONNECTION = {
     "api_key": "{{ kubegate_token | default(omit) }}",
     "tls_server_name": "{{ kubegate_tls_server_name | default(omit) }}",
     "ssh_jump": "{{ kubegate_jump | default(omit) }}",
+    "tunnel": "{{ kubegate_tunnel | default(omit) }}",
     "retries": 0,
 }
 
@@ -77,6 +80,8 @@ def sh(hosts, command, check=False):
 
 def wipe(hosts):
     """Remove everything the role installs (units, files, user, kubectl), whatever state a test left."""
+    sh(hosts, "systemctl disable --now kubegate-tunnel@kproxy-c.service >/dev/null 2>&1;"
+              " rm -f /etc/kubegate/tunnels/kproxy-c.*; true")
     sh(hosts, "for u in $(systemctl list-units --all --plain --no-legend 'kubegate-kubectl-proxy@*' | awk '{print $1}');"
               " do systemctl disable --now \"$u\" >/dev/null 2>&1; done;"
               " rm -f /etc/systemd/system/kubegate-kubectl-proxy@.service"
@@ -127,6 +132,23 @@ def standard(lab, ports, forward):
     return [entry(lab, "cluster-a", ports["cluster-a"]),
             entry(lab, "cluster-b", ports["cluster-b"], cert=True),
             entry(lab, "cluster-c", ports["cluster-c"], server=forward, tls_server_name="cluster-c")]
+
+
+def tunnel_play(lab, local_port):
+    """The ssh_tunnel role: kubegate-tunnel@kproxy-c on kg-tunnel through the lab's edge sshd to cluster-c's apiserver;
+    it publishes kubegate_host (https://127.0.0.1:<local_port>) and kubegate_tls_server_name for cluster-c."""
+    edge, c = lab.desc["edge"], lab.clusters["cluster-c"]
+    api_host, api_port = c["server"].split("://", 1)[1].rsplit(":", 1)
+    tunnel = {"name": "kproxy-c", "inventory_host": "cluster-c", "tls_server_name": "cluster-c", "ca_cert": c["ca_file"],
+              "apiserver_host": api_host, "apiserver_port": int(api_port), "local_port": local_port,
+              "jump_host": edge["host"], "jump_port": edge["port"], "jump_user": edge["user"],
+              "jump_host_keys": [" ".join(Path(edge["known_hosts"]).read_text().split()[1:3])],
+              "private_key": lookup(edge["key_file"]),
+              # not prepared (the edge's user and key exist); set because ssh_tunnel at 7a40831 templates delegate_to
+              # to it even when prepare_jump is false
+              "jump_inventory_host": "kg-jump"}
+    return {"name": "tunnel", "hosts": PROXY_HOST, "gather_facts": False,
+            "roles": [{"role": "ssh_tunnel", "vars": {"ssh_tunnel_clusters": [tunnel]}}]}
 
 
 def proxy_play(lab, clusters, **role_vars):
@@ -203,10 +225,17 @@ def exec_path(lab, cluster):
 
 
 # ------------------------------------------------------------------------------------------------------------- tests
-def test_converge_serves_loopback_refuses_foreign_hosts_and_exec(lab, clean, ports, cluster_c_forward, tmp_path):
+def test_converge_serves_loopback_refuses_foreign_hosts_and_exec(lab, clean, ports, tmp_path):
     hosts = clean
-    run = play(tmp_path, [proxy_play(lab, standard(lab, ports, cluster_c_forward)), through_proxy_play()], "-vvv")
+    tunnel_port = free_port()
+    # cluster-c: the proxy's upstream is whatever the ssh_tunnel role published for cluster-c (its local end + TLS name)
+    clusters = standard(lab, ports, "{{ hostvars['cluster-c'].kubegate_host }}")
+    clusters[2]["tls_server_name"] = "{{ hostvars['cluster-c'].kubegate_tls_server_name }}"
+    run = play(tmp_path, [tunnel_play(lab, tunnel_port), proxy_play(lab, clusters), through_proxy_play()], "-vvv")
     assert run.rc == 0, run.output[-5000:]
+    kubeconfig = sh(hosts, "python3 -c \"import json; c = json.load(open('%s/cluster-c.kubeconfig'))['clusters'][0]"
+                           "['cluster']; print(c['server'], c['tls-server-name'])\"" % CONF, check=True).stdout.split()
+    assert kubeconfig == ["https://127.0.0.1:%d" % tunnel_port, "cluster-c"]
     assert not re.search(r"\[WARNING\]: kubectl_proxy_dangerous", run.output)
     assert_no_secret(lab, run.output)
     assert no_traceback(run.output)
