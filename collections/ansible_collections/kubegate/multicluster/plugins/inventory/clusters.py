@@ -233,7 +233,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if registry is not None:
             source, reg_dir = path, base_dir
             if isinstance(registry, str):
-                source = _registry.resolve_path(registry, base_dir)
+                source = os.path.expanduser(_registry.resolve_path(registry, base_dir))
                 if not os.path.isfile(source):
                     raise _registry.RegistryError("%s: registry file %s not found (relative paths are relative to the "
                                                   "inventory source file)" % (path, source))

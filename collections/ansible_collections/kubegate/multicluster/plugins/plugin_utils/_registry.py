@@ -93,10 +93,10 @@ class _Where(object):
 
 
 def resolve_path(value, base_dir):
-    """Relative paths are relative to the file that names them; templates and ~ are left for later/expanded."""
-    if not isinstance(value, str) or is_template(value):
+    """Relative paths are relative to the file that names them. Templates and ~ are left as they are (expanded when a
+    task runs, in the environment of the job rather than of the inventory update)."""
+    if not isinstance(value, str) or is_template(value) or value.startswith("~"):
         return value
-    value = os.path.expanduser(value)
     return value if os.path.isabs(value) or not base_dir else os.path.normpath(os.path.join(base_dir, value))
 
 
@@ -181,7 +181,7 @@ def load_routing(value, where, base_dir, load_file, validate_maps):
     if is_template(value):
         return value
     if isinstance(value, str):
-        path = resolve_path(value, base_dir)
+        path = os.path.expanduser(resolve_path(value, base_dir))
         if not os.path.isfile(path):
             raise where("routing", "file %s not found; give a path (relative to the registry file) to a YAML list of "
                                    "maps, or the maps inline" % path)
@@ -266,11 +266,12 @@ def parse_registry(data, source, base_dir, template=lambda s: s, load_file=None,
             _check_keys(cdata, CLUSTER_FIELDS, cw, None)
             merged = _merge([defaults, tenant_layer, cdata])
             records.append(_cluster_record(tenant, cluster, merged, cw, base_dir, template, load_file, validate_maps,
-                                           origin="%s (tenant %s)" % (source, tenant)))
+                                           origin="%s (tenant %s)" % (source, tenant), own=tuple(cdata)))
     return records
 
 
-def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, validate_maps, origin):
+def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, validate_maps, origin, own=()):
+    """`c`: the merged settings; `own`: the keys the cluster itself sets (not inherited)."""
     hv = {}
     access = c.get("access", "direct")
     if access not in ACCESS_PATHS:
@@ -327,27 +328,30 @@ def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, va
         hv["kubegate_jump"] = _sub(c.get("jump"), JUMP_KEYS, JUMP_REQUIRED, where, "jump", base_dir)
         if host is None:
             raise where("apiserver", "access: jump needs the apiserver URL (the address the jump host forwards to)")
-    elif c.get("jump") not in (None, {}) and access != "jump":
-        # inherited jump settings are fine; the cluster simply does not use them
-        pass
-    if access == "tunnel":
+    # Tunnel and kubectl proxy settings are data for the ssh_tunnel / kubectl_proxy roles. They are published when the
+    # cluster uses that access path, or when the cluster itself describes them (a tunnel being prepared while the
+    # cluster is still reached another way); settings merely inherited from the tenant are not published otherwise.
+    if access == "tunnel" or "tunnel" in own:
         if host is None:
-            raise where("apiserver", "access: tunnel needs the apiserver URL (the tunnel's far end)")
+            raise where("apiserver", "tunnel settings need the apiserver URL (the tunnel's far end)")
         tunnel = _sub(c.get("tunnel"), TUNNEL_KEYS, TUNNEL_REQUIRED, where, "tunnel", base_dir)
         tunnel.setdefault("jump_port", 22)
         tunnel.setdefault("local_address", "127.0.0.1")
         tunnel["apiserver"] = "%s:%d" % ("[%s]" % host if ":" in host else host, port)
         hv["kubegate_tunnel"] = tunnel
-        local = tunnel["local_address"]
-        hv["kubegate_host"] = "https://%s:%s" % ("[%s]" % local if ":" in str(local) else local, tunnel["local_port"])
-        # Through a forward the certificate still names the apiserver: verify that name, never skip verification.
-        hv.setdefault("kubegate_tls_server_name", host)
-    if access == "proxy":
+        if access == "tunnel":
+            local = tunnel["local_address"]
+            hv["kubegate_host"] = "https://%s:%s" % ("[%s]" % local if ":" in str(local) else local,
+                                                     tunnel["local_port"])
+            # Through a forward the certificate still names the apiserver: verify that name, never skip verification.
+            hv.setdefault("kubegate_tls_server_name", host)
+    if access == "proxy" or "proxy" in own:
         proxy = _sub(c.get("proxy"), PROXY_KEYS, PROXY_REQUIRED, where, "proxy", base_dir)
         proxy.setdefault("address", "127.0.0.1")
         hv["kubegate_kubectl_proxy"] = proxy
-        addr = proxy["address"]
-        hv["kubegate_host"] = "http://%s:%s" % ("[%s]" % addr if ":" in str(addr) else addr, proxy["port"])
+        if access == "proxy":
+            addr = proxy["address"]
+            hv["kubegate_host"] = "http://%s:%s" % ("[%s]" % addr if ":" in str(addr) else addr, proxy["port"])
 
     if "routing" in c:
         hv["kubegate_routing_maps"] = load_routing(c["routing"], where, base_dir, load_file, validate_maps)
@@ -396,7 +400,7 @@ def kubeconfig_paths(entry, field, where, base_dir, env):
     paths = path if isinstance(path, list) else [path]
     out = []
     for p in paths:
-        p = resolve_path(_string(p, where, field + ".path", allow_template=False), base_dir)
+        p = os.path.expanduser(resolve_path(_string(p, where, field + ".path", allow_template=False), base_dir))
         if not os.path.isfile(p):
             raise where(field + ".path", "kubeconfig %s not found; fix the path (relative paths are relative to the "
                                          "inventory source file)" % p)

@@ -275,3 +275,17 @@ def test_unreadable_kubeconfig_is_a_clear_error(tmp_path):
     with pytest.raises(RegistryError) as err:
         _registry.summarise_kubeconfigs([str(bad)], lambda p: yaml.safe_load(open(p)))
     assert str(err.value).startswith("kubeconfig %s cannot be read" % bad)
+
+
+def test_tunnel_and_proxy_data_published_for_a_cluster_still_reached_another_way():
+    r = one({"apiserver": "https://198.18.3.2:6443", "access": "jump",
+             "jump": {"host": "198.18.2.2", "user": "u", "key_file": "/k", "known_hosts": "/kh"},
+             "tunnel": {"jump_host": "198.18.2.2", "jump_user": "u", "local_port": 16443},
+             "proxy": {"port": 18001}})
+    hv = r["hostvars"]
+    assert hv["kubegate_host"] == "https://198.18.3.2:6443" and "kubegate_tls_server_name" not in hv
+    assert hv["kubegate_tunnel"]["apiserver"] == "198.18.3.2:6443" and hv["kubegate_tunnel"]["local_port"] == 16443
+    assert hv["kubegate_kubectl_proxy"] == {"address": "127.0.0.1", "port": 18001}
+    # inherited (tenant-wide) tunnel settings alone publish nothing for a direct cluster
+    inherited = one({"apiserver": "https://h"}, tunnel={"jump_host": "j", "jump_user": "u"})
+    assert "kubegate_tunnel" not in inherited["hostvars"]
