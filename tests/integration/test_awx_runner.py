@@ -27,7 +27,7 @@ RELOAD_TASKS = [
     "Summary",
 ]
 # survey answers as AWX passes them (multiplechoice answers are strings)
-SURVEY = {"kubegate_reload_batch_size": 1, "kubegate_force_reload": "true", "kubegate_sync_timeout": 60}
+SURVEY = {"kubegate_reload_batch_size": 1, "kubegate_force_reload": "false", "kubegate_sync_timeout": 60}
 AWX_META = {"awx_job_id": 1, "awx_job_template_name": "kubegate reload ingress", "awx_user_name": "operator"}
 
 
@@ -106,6 +106,9 @@ def test_injectors_write_files_and_put_only_paths_in_the_environment(lab, tmp_pa
 
 
 def test_reload_job_on_cluster_b_with_the_clusters_credential(lab, tmp_path, clusters_credential):
+    # start from no maps at all, so the job rolls out for real
+    lab.kubectl("cluster-b", "delete", "configmap", "-n", "ingress-nginx", "kubegate-nginx-map",
+                "kubegate-nginx-map-previous", "--ignore-not-found")
     pdd_root = tmp_path
     cred = awxjob.inject(awxjob.credential_type(), clusters_credential, pdd_root / "awx_job")
     pdd = awxjob.private_data_dir(pdd_root, inventory=tenant_inventory(lab), group_vars=lab_group_vars(),
@@ -129,7 +132,8 @@ def test_reload_job_on_cluster_b_with_the_clusters_credential(lab, tmp_path, clu
     assert len(stats) == 1
     assert job.stats["ok"]["cluster-b"] >= len(RELOAD_TASKS)
     assert job.stats["failures"] == {} and job.stats["dark"] == {}
-    # the survey answers reached the play: the forced reload ran although the maps may have been unchanged
+    assert job.task_result("Render, validate and apply the routing maps", "cluster-b")["changed"] is True
+    # the survey answers and the limit reached ansible-playbook the way AWX passes them
     assert (job.artifacts / "command").exists()
     command = json.loads((job.artifacts / "command").read_text())
     assert "@%s" % (pdd / "env" / "extravars") in command["command"] and "cluster-b" in command["command"]
@@ -222,9 +226,10 @@ def test_drift_check_job_in_check_and_diff_mode(lab, tmp_path, clusters_credenti
         assert job.status == "successful" and job.rc == 0, job.stdout[-4000:]
         assert job.hosts_seen() == {"cluster-b"}
         summary = job.task_result("Drift summary", "cluster-b")["msg"]
-        assert summary[0].startswith("drift: in_sync (exit code 0), 1 in sync"), summary
+        assert summary[0].startswith("drift: in_sync (exit code 0)") and "0 drifted, 0 unreachable" in summary[0]
         reports = sorted((job.pdd / "project" / "reports").glob("*/drift.json"))
         assert len(reports) == 1
+        assert json.loads(reports[0].read_text())["tenants"]["acme"]["cluster-b"]["status"] == "in_sync"
         assert job.files_containing(secrets(lab), exclude=cred.files) == []
         # out-of-band change in cluster-b: someone edits the live map
         cm = lab.get_json("cluster-b", "get", "configmap", "-n", "ingress-nginx", "kubegate-nginx-map")
@@ -233,14 +238,18 @@ def test_drift_check_job_in_check_and_diff_mode(lab, tmp_path, clusters_credenti
         patch = json.dumps({"data": {"kubegate-map.conf": edited}})
         lab.kubectl("cluster-b", "patch", "configmap", "-n", "ingress-nginx", "kubegate-nginx-map", "--type=merge",
                     "-p", patch)
-        drifted, _ = _job(lab, tmp_path, "drift2", clusters_credential, "playbooks/drift-check.yml",
+        drifted, drifted_cred = _job(lab, tmp_path, "drift2", clusters_credential, "playbooks/drift-check.yml",
                           "--limit cluster-b --check --diff")
         assert drifted.status == "failed" and drifted.rc != 0
         failed = drifted.host_events("runner_on_failed")
         assert [e["event_data"]["task"] for e in failed] == ["Fail unless everything is in sync"], drifted.stdout[-3000:]
-        assert "KUBEGATE_DRIFT status=drift" in failed[0]["event_data"]["res"]["msg"]
+        assert "KUBEGATE_DRIFT status=drifted" in failed[0]["event_data"]["res"]["msg"]
         report = json.loads(sorted((drifted.pdd / "project" / "reports").glob("*/drift.json"))[0].read_text())
-        assert "cluster-b" in json.dumps(report) and '"v2" "stable";' in json.dumps(report)
+        cluster_b = report["tenants"]["acme"]["cluster-b"]
+        assert report["status"] == "drifted" and cluster_b["status"] == "drifted"
+        assert cluster_b["checks"]["map_configmap"]["status"] == "drifted"
+        assert '"v2" "stable";' in cluster_b["checks"]["map_configmap"]["diff"]
+        assert drifted.files_containing(secrets(lab), exclude=drifted_cred.files) == []
     finally:
         # back to the lab's desired state (the rules in inventories/lab/group_vars)
         restore, _ = _job(lab, tmp_path, "restore", clusters_credential, RELOAD, "--limit cluster-b", SURVEY)
