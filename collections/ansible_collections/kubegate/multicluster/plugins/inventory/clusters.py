@@ -139,6 +139,7 @@ registry:
                  known_hosts: /etc/kubegate/globex/edge_known_hosts}
           token_var: vault_globex_cluster_c_token      # defined, vault-encrypted, in group_vars/host_vars
 
+---
 # platform.kubegate.yml -- every tenant from one registry file, plus the contexts of a kubeconfig
 plugin: kubegate.multicluster.clusters
 registry: /etc/kubegate/registry.yml
@@ -150,8 +151,9 @@ keyed_groups:
   - key: kubegate_region
     prefix: dc
 compose:
-  kubegate_timeout: 10
+  kubegate_timeout: "10"                     # a Jinja expression
 
+---
 # /etc/kubegate/registry.yml
 defaults:
   access: direct
