@@ -139,6 +139,7 @@ registry:
                  known_hosts: /etc/kubegate/globex/edge_known_hosts}
           token_var: vault_globex_cluster_c_token      # defined, vault-encrypted, in group_vars/host_vars
 
+---
 # platform.kubegate.yml -- every tenant from one registry file, plus the contexts of a kubeconfig
 plugin: kubegate.multicluster.clusters
 registry: /etc/kubegate/registry.yml
@@ -150,8 +151,9 @@ keyed_groups:
   - key: kubegate_region
     prefix: dc
 compose:
-  kubegate_timeout: 10
+  kubegate_timeout: "10"                     # a Jinja expression
 
+---
 # /etc/kubegate/registry.yml
 defaults:
   access: direct
@@ -190,6 +192,17 @@ from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map i
 from ansible_collections.kubegate.multicluster.plugins.plugin_utils import _registry
 
 SUFFIXES = ("kubegate.yml", "kubegate.yaml")
+
+
+def _trusted(value):
+    """Strings (in containers too) marked trusted for templating; anything else (a !vault value) untouched."""
+    if isinstance(value, dict):
+        return dict((k, _trusted(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_trusted(v) for v in value]
+    if isinstance(value, str):
+        return trust_as_template(value)
+    return value
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -294,8 +307,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         name = record["name"]
         self.inventory.add_host(name)
         hostvars = dict(record["hostvars"])
+        if record.get("trusted"):
+            # Everything here comes from the registry (a file the operator writes, like a YAML inventory): trusted
+            # for templating, as a YAML inventory's values are. Values read from kubeconfig files are not.
+            hostvars = _trusted(hostvars)
         if self.get_option("connection_vars"):
-            hostvars.setdefault("ansible_connection", "local")
+            hostvars.setdefault("ansible_connection", trust_as_template("local"))
             hostvars.setdefault("ansible_python_interpreter", trust_as_template("{{ ansible_playbook_python }}"))
         for key, value in hostvars.items():
             self.inventory.set_variable(name, key, value)

@@ -367,7 +367,7 @@ def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, va
     if region is not None:
         hv["kubegate_region"] = region
     return {"tenant": tenant, "cluster": cluster, "region": region, "access": access, "hostvars": hv,
-            "origin": origin}
+            "origin": origin, "trusted": True}
 
 
 # ------------------------------------------------------------------------------------------------- kubeconfig contexts

@@ -66,9 +66,9 @@ def test_hosts_groups_and_variables(plugin, tmp_path):
     assert a["ansible_connection"] == "local" and a["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
     assert a["kubegate_host"] == "https://127.0.0.11:6443" and a["kubegate_ca_cert"] == str(tmp_path / "pki/a.crt")
     assert a["kubegate_token"] == "{{ vault_a }}"
-    # generated templates are trusted (rendered at play time); nothing else is
+    # registry values and generated templates are trusted (rendered at play time), like a YAML inventory's values
     assert is_trusted_as_template(a["kubegate_token"]) and is_trusted_as_template(a["ansible_python_interpreter"])
-    assert not is_trusted_as_template(a["kubegate_host"])
+    assert is_trusted_as_template(a["kubegate_host"])
     b = inv.get_host("cluster-b").get_vars()
     assert b["kubegate_host"] == "https://127.0.0.1:16443" and b["kubegate_tls_server_name"] == "127.0.0.12"
     c = inv.get_host("cluster-c").get_vars()
@@ -117,6 +117,8 @@ def test_kubeconfig_contexts_and_cache(plugin, tmp_path):
     hv = inv.get_host("globex-prod").get_vars()
     assert (hv["kubegate_kubeconfig"], hv["kubegate_context"], hv["kubegate_tenant"]) == (str(kc), "globex-prod",
                                                                                           "globex")
+    # what was read from the kubeconfig file is data, never a template
+    assert not is_trusted_as_template(hv["kubegate_apiserver"]) and not is_trusted_as_template(hv["kubegate_context"])
     cached = plugin._cache[plugin.get_cache_key(str(path))]
     assert "s3cr3t" not in json.dumps(cached) and "https://10.9.0.1:6443" in json.dumps(cached)
     again = parse(plugin, path, cache=True)
