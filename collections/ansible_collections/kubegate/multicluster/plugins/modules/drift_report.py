@@ -137,7 +137,7 @@ statuses:
   returned: always
   type: dict
 problems:
-  description: One line per check that is not in sync, C(tenant/cluster/check: status: summary).
+  description: "One line per check that is not in sync: C(tenant/cluster/check: status: summary)."
   returned: always
   type: list
   elements: str
