@@ -254,3 +254,22 @@ def test_drift_check_job_in_check_and_diff_mode(lab, tmp_path, clusters_credenti
         # back to the lab's desired state (the rules in inventories/lab/group_vars)
         restore, _ = _job(lab, tmp_path, "restore", clusters_credential, RELOAD, "--limit cluster-b", SURVEY)
         assert restore.status == "successful", restore.stdout[-3000:]
+
+
+def test_health_job_over_the_whole_tenant_inventory(lab, tmp_path, clusters_credential):
+    """The health job template without a limit: all three clusters from the one credential, cluster-c through the
+    injected jump key; the table lists every cluster. (The ingress Service check is turned off here: it needs the
+    lab's ingress-nginx-controller Service, covered by the health playbook's own tests.)"""
+    job, cred = _job(lab, tmp_path, "health", clusters_credential, "playbooks/health.yml", "",
+                     {"kubegate_ingress_service": ""})
+    assert job.status == "successful" and job.rc == 0, job.stdout[-4000:]
+    assert job.hosts_seen() == set(lab.clusters)
+    for name in lab.clusters:
+        assert "Apiserver readiness (/readyz)" in job.ok_tasks(name), name
+    table = [e for e in job.host_events("runner_on_ok") if e["event_data"]["task"] == "Health table"]
+    assert len(table) == 1
+    lines = table[0]["event_data"]["res"]["msg"].splitlines()
+    assert lines[-1] == "%d/%d cluster(s) healthy" % (len(lab.clusters), len(lab.clusters)), lines
+    assert all(any(line.startswith(name + " ") for line in lines) for name in lab.clusters)
+    assert job.stats["failures"] == {} and job.stats["dark"] == {}
+    assert job.files_containing(secrets(lab), exclude=cred.files) == []
