@@ -149,6 +149,18 @@ def test_reload_job_on_cluster_b_with_the_clusters_credential(lab, tmp_path, clu
     # ...except the credential's own 0600 file, which AWX deletes with the private data directory
     assert job.files_containing(needles) == [str(Path(cred.env["KUBECONFIG"]).relative_to(pdd))]
     assert no_traceback(job.stdout)
+    # relaunch with the survey's "reload even if unchanged": nothing to apply, every pod reloaded again
+    forced_cred = awxjob.inject(awxjob.credential_type(), clusters_credential, tmp_path / "again" / "awx_job")
+    forced_pdd = awxjob.private_data_dir(tmp_path / "again", inventory=tenant_inventory(lab),
+                                         group_vars=lab_group_vars(), credentials=[forced_cred],
+                                         extravars={**SURVEY, "kubegate_force_reload": "true", **AWX_META},
+                                         cmdline="--limit cluster-b")
+    forced = awxjob.run(forced_pdd, RELOAD)
+    assert forced.status == "successful", forced.stdout[-3000:]
+    assert forced.task_result("Render, validate and apply the routing maps", "cluster-b")["changed"] is False
+    assert [r["pod"] for r in forced.task_result("Reload nginx pod by pod", "cluster-b")["results"]] == pods
+    summary = forced.task_result("Summary", "cluster-b")["msg"]
+    assert "maps unchanged" in summary and "reload forced" in summary and "reloaded %d pod(s)" % len(pods) in summary
 
 
 def test_the_same_job_without_the_credential_fails_with_a_clear_error(lab, tmp_path):
