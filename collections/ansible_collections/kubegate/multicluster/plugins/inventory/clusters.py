@@ -219,12 +219,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except AnsibleError as exc:
             hint = getattr(exc, "_help_text", None) or ""
             raise AnsibleParserError("kubegate.multicluster.clusters: %s: %s%s" % (path, to_native(exc.message),
-                                                                                 (" " + hint) if hint else ""))
+                                                                                 (" " + hint) if hint else "")) from None
         try:
             records = self._records(path, cache)
             collisions = _registry.assign_names(records, self.get_option("host_naming"))
         except _registry.RegistryError as exc:
-            raise AnsibleParserError("kubegate.multicluster.clusters: %s" % exc)
+            raise AnsibleParserError("kubegate.multicluster.clusters: %s" % exc) from None
         if collisions and self.get_option("host_naming") == "cluster":
             self.display.warning("kubegate.multicluster.clusters: %s: cluster name(s) %s are used by more than one "
                                  "tenant; those hosts are named <tenant>-<cluster>" % (path, ", ".join(collisions)))
@@ -280,7 +280,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         fresh = {}
         records = []
         for field, entry in entries:
-            where = _registry._Where(path)
+            where = _registry.Where(path)
             paths = _registry.kubeconfig_paths(entry, field, where, base_dir, os.environ)
             if not paths:
                 raise _registry.RegistryError("%s: %s: no kubeconfig found (no path given, KUBECONFIG unset and "

@@ -219,7 +219,7 @@ def kubeconfig(tmp_path):
 def kc_records(entry, kubeconfig, strict=False):
     warnings = []
     (field, entry), = _registry.kubeconfig_sources(entry, "src.kubegate.yml")
-    paths = _registry.kubeconfig_paths(entry, field, _registry._Where("src.kubegate.yml"), "/", {})
+    paths = _registry.kubeconfig_paths(entry, field, _registry.Where("src.kubegate.yml"), "/", {})
     contexts = _registry.summarise_kubeconfigs(paths, lambda p: yaml.safe_load(open(p)))
     assert "s3cr3t" not in json.dumps(contexts)
     return _registry.kubeconfig_records(entry, field, "src.kubegate.yml", paths, contexts, warnings.append,
