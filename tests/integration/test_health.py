@@ -93,6 +93,7 @@ def test_all_clusters_healthy_through_the_tenant_inventories(lab, tmp_path, tena
         assert lines[-1] == "3/3 cluster(s) healthy"
         assert "changed=0" in run.stdout and no_traceback(run.output)
         assert EXAMPLE_VAULT_PASSWORD not in run.output
+    print("\n".join(lines))
 
 
 def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
@@ -103,7 +104,7 @@ def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
                       "service": {"name": "kg-health-missing", "namespace": "default", "port": 443}}}
     lab.kubectl("cluster-b", "apply", "-f", "-", input=json.dumps(bogus))
     try:
-        run = health(tmp_path, [invs["acme"]], env)
+        run = health(tmp_path, [invs["acme"]], env, "-vvvv")
     finally:
         lab.kubectl("cluster-b", "delete", "apiservice", BOGUS_APISERVICE, "--ignore-not-found")
     assert run.rc == 2, run.output[-4000:]
@@ -118,6 +119,10 @@ def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
     assert run.status("Fail for the unhealthy clusters", "cluster-b") == "failed"
     assert run.status("Fail for the unhealthy clusters", "cluster-a") != "failed"
     assert no_traceback(run.output)
+    for cluster in ("cluster-a", "cluster-b"):      # tokens never in the output, even at -vvvv
+        token = open(lab.clusters[cluster]["admin_token_file"]).read().strip()
+        assert token not in run.output
+    print("\n".join(lines))
 
 
 def test_unreachable_cluster_is_reported_without_stopping_the_others(lab, tmp_path, tenants):
