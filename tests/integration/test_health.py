@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from kgplay import no_traceback, run_playbook, wait_for
 from kgtest import CLUSTERS, REPO
@@ -149,3 +150,17 @@ def test_tenant_inventories_graph_with_the_lab_secrets(lab, tmp_path, tenants):
                               text=True, env=env, cwd=str(REPO), timeout=120)
         assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
         assert "@%s:" % tenant in proc.stdout and all("|--%s" % h in proc.stdout for h in hosts), proc.stdout
+
+
+def test_health_through_a_registry_with_client_certificates(lab, tmp_path, ingress_service):
+    """The plugin's kubegate_client_cert/kubegate_client_key reach the modules through health.yml's module_defaults."""
+    c = lab.clusters["cluster-b"]
+    source = tmp_path / "certs.kubegate.yml"
+    source.write_text(yaml.safe_dump({"plugin": "kubegate.multicluster.clusters", "registry": {"tenants": {"acme": {
+        "clusters": {"cluster-b": {"apiserver": c["server"], "ca_file": c["ca_file"], "tls_server_name": "cluster-b",
+                                   "client_cert": c["client_cert_file"], "client_key": c["client_key_file"]}}}}}}))
+    run = run_playbook(tmp_path, HEALTH, env={"KUBECONFIG": "/nonexistent", "HOME": str(tmp_path)}, inventory=source,
+                       playbook_name="health.yml")
+    assert run.rc == 0, run.output[-4000:]
+    lines, rows = table(run)
+    assert rows["cluster-b"]["status"] == "healthy" and rows["cluster-b"]["tenant"] == "acme", lines

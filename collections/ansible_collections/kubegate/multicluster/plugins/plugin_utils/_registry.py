@@ -23,7 +23,7 @@ ACCESS_PATHS = ("direct", "tunnel", "jump", "proxy")
 
 # Fields a cluster may have; INHERITED ones may also be set per tenant and under the registry's `defaults`.
 CLUSTER_FIELDS = ("apiserver", "ca_file", "tls_server_name", "region", "access", "token", "token_var", "token_file",
-                  "kubeconfig", "context", "jump", "tunnel", "proxy", "routing", "vars")
+                  "client_cert", "client_key", "kubeconfig", "context", "jump", "tunnel", "proxy", "routing", "vars")
 INHERITED = ("region", "access", "tls_server_name", "jump", "tunnel", "proxy", "routing", "vars", "kubeconfig")
 TENANT_FIELDS = ("clusters",) + INHERITED
 REGISTRY_FIELDS = ("tenants", "defaults", "version")
@@ -298,6 +298,12 @@ def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, va
             if isinstance(kc, list) else resolve_path(_string(kc, where, "kubeconfig"), base_dir)
     if "ca_file" in c:
         hv["kubegate_ca_cert"] = resolve_path(_string(c["ca_file"], where, "ca_file"), base_dir)
+    for field, var in (("client_cert", "kubegate_client_cert"), ("client_key", "kubegate_client_key")):
+        if field in c:
+            hv[var] = resolve_path(_string(c[field], where, field), base_dir)
+    if ("client_key" in c) != ("client_cert" in c):
+        raise where("client_cert" if "client_key" in c else "client_key",
+                    "give both client_cert and client_key (PEM files), or neither")
     if "tls_server_name" in c:
         hv["kubegate_tls_server_name"] = _string(c["tls_server_name"], where, "tls_server_name")
 

@@ -97,6 +97,14 @@ def test_inheritance_defaults_tenant_cluster():
     assert (b["hostvars"]["kubegate_timeout"], b["hostvars"]["kubegate_retries"]) == (20, 5)
 
 
+def test_client_certificate():
+    hv = one({"apiserver": "https://h", "client_cert": "pki/c.crt", "client_key": "/k/c.key"})["hostvars"]
+    assert (hv["kubegate_client_cert"], hv["kubegate_client_key"]) == ("/reg/pki/c.crt", "/k/c.key")
+    with pytest.raises(RegistryError) as err:
+        one({"apiserver": "https://h", "client_cert": "c.crt"})
+    assert "client_key: give both client_cert and client_key" in str(err.value)
+
+
 def test_templates_and_kubeconfig_contexts_pass_through():
     r = one({"context": "prod", "kubeconfig": ["kc/a", "/abs/b"], "ca_file": "{{ pki }}/ca.crt",
              "token": "{{ vault_tok }}"})
