@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from kgplay import no_traceback, run_playbook, wait_for
 from kgtest import CLUSTERS, REPO
@@ -93,6 +94,7 @@ def test_all_clusters_healthy_through_the_tenant_inventories(lab, tmp_path, tena
         assert lines[-1] == "3/3 cluster(s) healthy"
         assert "changed=0" in run.stdout and no_traceback(run.output)
         assert EXAMPLE_VAULT_PASSWORD not in run.output
+    print("\n".join(lines))
 
 
 def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
@@ -103,7 +105,7 @@ def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
                       "service": {"name": "kg-health-missing", "namespace": "default", "port": 443}}}
     lab.kubectl("cluster-b", "apply", "-f", "-", input=json.dumps(bogus))
     try:
-        run = health(tmp_path, [invs["acme"]], env)
+        run = health(tmp_path, [invs["acme"]], env, "-vvvv")
     finally:
         lab.kubectl("cluster-b", "delete", "apiservice", BOGUS_APISERVICE, "--ignore-not-found")
     assert run.rc == 2, run.output[-4000:]
@@ -118,6 +120,10 @@ def test_unavailable_apiservice_is_named(lab, tmp_path, tenants):
     assert run.status("Fail for the unhealthy clusters", "cluster-b") == "failed"
     assert run.status("Fail for the unhealthy clusters", "cluster-a") != "failed"
     assert no_traceback(run.output)
+    for cluster in ("cluster-a", "cluster-b"):      # tokens never in the output, even at -vvvv
+        token = open(lab.clusters[cluster]["admin_token_file"]).read().strip()
+        assert token not in run.output
+    print("\n".join(lines))
 
 
 def test_unreachable_cluster_is_reported_without_stopping_the_others(lab, tmp_path, tenants):
@@ -144,3 +150,17 @@ def test_tenant_inventories_graph_with_the_lab_secrets(lab, tmp_path, tenants):
                               text=True, env=env, cwd=str(REPO), timeout=120)
         assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
         assert "@%s:" % tenant in proc.stdout and all("|--%s" % h in proc.stdout for h in hosts), proc.stdout
+
+
+def test_health_through_a_registry_with_client_certificates(lab, tmp_path, ingress_service):
+    """The plugin's kubegate_client_cert/kubegate_client_key reach the modules through health.yml's module_defaults."""
+    c = lab.clusters["cluster-b"]
+    source = tmp_path / "certs.kubegate.yml"
+    source.write_text(yaml.safe_dump({"plugin": "kubegate.multicluster.clusters", "registry": {"tenants": {"acme": {
+        "clusters": {"cluster-b": {"apiserver": c["server"], "ca_file": c["ca_file"], "tls_server_name": "cluster-b",
+                                   "client_cert": c["client_cert_file"], "client_key": c["client_key_file"]}}}}}}))
+    run = run_playbook(tmp_path, HEALTH, env={"KUBECONFIG": "/nonexistent", "HOME": str(tmp_path)}, inventory=source,
+                       playbook_name="health.yml")
+    assert run.rc == 0, run.output[-4000:]
+    lines, rows = table(run)
+    assert rows["cluster-b"]["status"] == "healthy" and rows["cluster-b"]["tenant"] == "acme", lines

@@ -26,7 +26,7 @@ description:
     when it is reached through a tunnel or a kubectl proxy)."
   - "Connection variables: C(kubegate_host) (the URL to talk to: the apiserver, the local end of the tunnel, or the
     kubectl proxy), C(kubegate_ca_cert), C(kubegate_tls_server_name), C(kubegate_token), C(kubegate_kubeconfig),
-    C(kubegate_context), C(kubegate_jump) (access C(jump): the cluster's C(jump) settings, for the modules' C(ssh_jump)
+    C(kubegate_context), C(kubegate_client_cert)/C(kubegate_client_key), C(kubegate_jump) (access C(jump): the cluster's C(jump) settings, for the modules' C(ssh_jump)
     option). Data for the tunnel and proxy roles: C(kubegate_tunnel) (access C(tunnel):
     C(jump_host), C(jump_port), C(jump_user), C(local_address), C(local_port), C(apiserver) as C(HOST:PORT), and
     C(key_file)/C(known_hosts) when given) and C(kubegate_kubectl_proxy) (access C(proxy): C(address), C(port)).
@@ -39,7 +39,8 @@ description:
     (C(https://HOST[:PORT]), required unless C(context) is given), C(ca_file), C(tls_server_name), C(region),
     C(access) (C(direct) default, C(tunnel), C(jump) or C(proxy)), one of C(token) (a C(!vault) value or a template,
     never plain text), C(token_var) (name of a, typically vaulted, variable holding the token) or C(token_file) (a
-    plain or vault-encrypted file, read when a task runs), C(kubeconfig) and C(context) (credentials from a
+    plain or vault-encrypted file, read when a task runs), C(client_cert) and C(client_key) (PEM files of a client
+    certificate), C(kubeconfig) and C(context) (credentials from a
     kubeconfig context), C(jump) (C(host), C(port), C(user), C(key_file), C(known_hosts), C(connect_timeout)),
     C(tunnel) (C(jump_host), C(jump_port), C(jump_user), C(local_address), C(local_port), C(key_file),
     C(known_hosts)), C(proxy) (C(address), C(port)), C(routing) (the nginx maps as a list, or the path of a YAML file
@@ -219,12 +220,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except AnsibleError as exc:
             hint = getattr(exc, "_help_text", None) or ""
             raise AnsibleParserError("kubegate.multicluster.clusters: %s: %s%s" % (path, to_native(exc.message),
-                                                                                 (" " + hint) if hint else ""))
+                                                                                 (" " + hint) if hint else "")) from None
         try:
             records = self._records(path, cache)
             collisions = _registry.assign_names(records, self.get_option("host_naming"))
         except _registry.RegistryError as exc:
-            raise AnsibleParserError("kubegate.multicluster.clusters: %s" % exc)
+            raise AnsibleParserError("kubegate.multicluster.clusters: %s" % exc) from None
         if collisions and self.get_option("host_naming") == "cluster":
             self.display.warning("kubegate.multicluster.clusters: %s: cluster name(s) %s are used by more than one "
                                  "tenant; those hosts are named <tenant>-<cluster>" % (path, ", ".join(collisions)))
@@ -280,7 +281,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         fresh = {}
         records = []
         for field, entry in entries:
-            where = _registry._Where(path)
+            where = _registry.Where(path)
             paths = _registry.kubeconfig_paths(entry, field, where, base_dir, os.environ)
             if not paths:
                 raise _registry.RegistryError("%s: %s: no kubeconfig found (no path given, KUBECONFIG unset and "

@@ -23,7 +23,7 @@ ACCESS_PATHS = ("direct", "tunnel", "jump", "proxy")
 
 # Fields a cluster may have; INHERITED ones may also be set per tenant and under the registry's `defaults`.
 CLUSTER_FIELDS = ("apiserver", "ca_file", "tls_server_name", "region", "access", "token", "token_var", "token_file",
-                  "kubeconfig", "context", "jump", "tunnel", "proxy", "routing", "vars")
+                  "client_cert", "client_key", "kubeconfig", "context", "jump", "tunnel", "proxy", "routing", "vars")
 INHERITED = ("region", "access", "tls_server_name", "jump", "tunnel", "proxy", "routing", "vars", "kubeconfig")
 TENANT_FIELDS = ("clusters",) + INHERITED
 REGISTRY_FIELDS = ("tenants", "defaults", "version")
@@ -78,7 +78,7 @@ def _kind(value):
     return type(value).__name__
 
 
-class _Where(object):
+class Where(object):
     """Builds error messages: `<source>: tenant 'acme', cluster 'a': <field>: <problem>`."""
 
     def __init__(self, source, tenant=None, cluster=None):
@@ -165,7 +165,7 @@ def _apiserver(value, where):
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        raise where("apiserver", "%r is not a valid URL; expected https://HOST[:PORT]" % value)
+        raise where("apiserver", "%r is not a valid URL; expected https://HOST[:PORT]" % value) from None
     if parts.scheme != "https" or not parts.hostname:
         raise where("apiserver", "%r must be an https:// URL of the apiserver (https://HOST[:PORT]); a kubectl proxy "
                                  "is described with access: proxy instead" % value)
@@ -188,7 +188,7 @@ def load_routing(value, where, base_dir, load_file, validate_maps):
         try:
             data = load_file(path)
         except Exception as exc:  # the loader's own message says what is wrong with the YAML
-            raise where("routing", "cannot read %s: %s" % (path, str(exc).splitlines()[0] if str(exc) else exc))
+            raise where("routing", "cannot read %s: %s" % (path, str(exc).splitlines()[0] if str(exc) else exc)) from None
         if isinstance(data, dict) and "kubegate_routing_maps" in data:
             data = data["kubegate_routing_maps"]
         value, label = data, "routing (%s)" % path
@@ -234,7 +234,7 @@ def _merge(layers):
 
 def parse_registry(data, source, base_dir, template=lambda s: s, load_file=None, validate_maps=None):
     """Registry data (already loaded YAML) -> list of records. See the plugin's documentation for the schema."""
-    top = _Where(source)
+    top = Where(source)
     if not isinstance(data, dict):
         raise top("registry", "must be a mapping with a `tenants` key, got %s" % _kind(data))
     _check_keys(data, REGISTRY_FIELDS, top, "registry")
@@ -248,7 +248,7 @@ def parse_registry(data, source, base_dir, template=lambda s: s, load_file=None,
                   % _kind(tenants))
     records = []
     for tenant, tdata in tenants.items():
-        tw = _Where(source, tenant)
+        tw = Where(source, tenant)
         if not isinstance(tenant, str) or not TENANT_RE.match(tenant):
             raise tw(None, "invalid tenant name: " + TENANT_HINT)
         tdata = _mapping(tdata, tw, None, "a mapping with `clusters`")
@@ -258,7 +258,7 @@ def parse_registry(data, source, base_dir, template=lambda s: s, load_file=None,
             raise tw("clusters", "must be a non-empty mapping of cluster name -> settings, got %s" % _kind(clusters))
         tenant_layer = dict((k, v) for k, v in tdata.items() if k != "clusters")
         for cluster, cdata in clusters.items():
-            cw = _Where(source, tenant, cluster)
+            cw = Where(source, tenant, cluster)
             if not isinstance(cluster, str) or not CLUSTER_RE.match(cluster):
                 raise cw(None, "invalid cluster name (it becomes an inventory host name): letters, digits, '.', '-' "
                                "and '_', starting and ending with a letter or digit")
@@ -298,6 +298,12 @@ def _cluster_record(tenant, cluster, c, where, base_dir, template, load_file, va
             if isinstance(kc, list) else resolve_path(_string(kc, where, "kubeconfig"), base_dir)
     if "ca_file" in c:
         hv["kubegate_ca_cert"] = resolve_path(_string(c["ca_file"], where, "ca_file"), base_dir)
+    for field, var in (("client_cert", "kubegate_client_cert"), ("client_key", "kubegate_client_key")):
+        if field in c:
+            hv[var] = resolve_path(_string(c[field], where, field), base_dir)
+    if ("client_key" in c) != ("client_cert" in c):
+        raise where("client_cert" if "client_key" in c else "client_key",
+                    "give both client_cert and client_key (PEM files), or neither")
     if "tls_server_name" in c:
         hv["kubegate_tls_server_name"] = _string(c["tls_server_name"], where, "tls_server_name")
 
@@ -377,7 +383,7 @@ KUBECONFIG_FIELDS = ("path", "contexts", "tenant", "tenant_map", "tenant_pattern
 
 def kubeconfig_sources(value, source):
     """The plugin's `kubeconfig` option: one mapping or a list of them."""
-    where = _Where(source)
+    where = Where(source)
     if value is None:
         return []
     entries = value if isinstance(value, list) else [value]
@@ -417,7 +423,7 @@ def summarise_kubeconfigs(paths, load_yaml):
             data = load_yaml(path)
         except Exception as exc:
             raise RegistryError("kubeconfig %s cannot be read: %s" % (path, str(exc).splitlines()[0] if str(exc) else
-                                                                        type(exc).__name__))
+                                                                        type(exc).__name__)) from None
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -442,7 +448,7 @@ def summarise_kubeconfigs(paths, load_yaml):
 def kubeconfig_records(entry, field, source, paths, contexts, warn, strict=False):
     """Records for the contexts of one kubeconfig entry. Contexts whose tenant cannot be told are skipped with a
     warning (an error with strict)."""
-    where = _Where(source)
+    where = Where(source)
     patterns = entry.get("contexts")
     if patterns is not None and (not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns)):
         raise where(field + ".contexts", "must be a list of context names or regular expressions")
@@ -451,13 +457,13 @@ def kubeconfig_records(entry, field, source, paths, contexts, warn, strict=False
         try:
             compiled.append(re.compile(p))
         except re.error as exc:
-            raise where(field + ".contexts", "%r is not a valid regular expression: %s" % (p, exc))
+            raise where(field + ".contexts", "%r is not a valid regular expression: %s" % (p, exc)) from None
     tenant_pattern = entry.get("tenant_pattern")
     if tenant_pattern is not None:
         try:
             tenant_pattern = re.compile(_string(tenant_pattern, where, field + ".tenant_pattern", False))
         except re.error as exc:
-            raise where(field + ".tenant_pattern", "not a valid regular expression: %s" % exc)
+            raise where(field + ".tenant_pattern", "not a valid regular expression: %s" % exc) from None
         if "tenant" not in tenant_pattern.groupindex:
             raise where(field + ".tenant_pattern", "needs a named group (?P<tenant>...) (optional: (?P<cluster>...), "
                                                    "(?P<region>...))")

@@ -97,6 +97,14 @@ def test_inheritance_defaults_tenant_cluster():
     assert (b["hostvars"]["kubegate_timeout"], b["hostvars"]["kubegate_retries"]) == (20, 5)
 
 
+def test_client_certificate():
+    hv = one({"apiserver": "https://h", "client_cert": "pki/c.crt", "client_key": "/k/c.key"})["hostvars"]
+    assert (hv["kubegate_client_cert"], hv["kubegate_client_key"]) == ("/reg/pki/c.crt", "/k/c.key")
+    with pytest.raises(RegistryError) as err:
+        one({"apiserver": "https://h", "client_cert": "c.crt"})
+    assert "client_key: give both client_cert and client_key" in str(err.value)
+
+
 def test_templates_and_kubeconfig_contexts_pass_through():
     r = one({"context": "prod", "kubeconfig": ["kc/a", "/abs/b"], "ca_file": "{{ pki }}/ca.crt",
              "token": "{{ vault_tok }}"})
@@ -219,7 +227,7 @@ def kubeconfig(tmp_path):
 def kc_records(entry, kubeconfig, strict=False):
     warnings = []
     (field, entry), = _registry.kubeconfig_sources(entry, "src.kubegate.yml")
-    paths = _registry.kubeconfig_paths(entry, field, _registry._Where("src.kubegate.yml"), "/", {})
+    paths = _registry.kubeconfig_paths(entry, field, _registry.Where("src.kubegate.yml"), "/", {})
     contexts = _registry.summarise_kubeconfigs(paths, lambda p: yaml.safe_load(open(p)))
     assert "s3cr3t" not in json.dumps(contexts)
     return _registry.kubeconfig_records(entry, field, "src.kubegate.yml", paths, contexts, warnings.append,
