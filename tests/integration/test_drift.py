@@ -355,3 +355,20 @@ def test_tunnel_hosts_report_through_the_roles_drift_contract(lab, synced_lab, d
     cases = {(c.get("classname"), c.get("name")) for c in res.junit.iter("testcase")}
     assert ("globex.cluster-c", "ssh_tunnel@edge-ok") in cases
     assert no_traceback(res.output)
+
+
+def test_a_check_that_cannot_be_evaluated_exits_5_and_a_failed_run_exits_1(lab, drift, tmp_path):
+    """Read-only: invalid rules for cluster-b are an error of its map checks (5), the other checks still run; a run
+    that cannot even start (a missing inventory file) writes no report and exits 1."""
+    bad = [{"source": "$http_x_version", "variable": "$host", "entries": [{"key": "a;b", "value": "x"}]}]
+    res = drift("-l", "cluster-b", overrides={"cluster-b": {"kubegate_routing_maps": bad}})
+    assert res.rc == 5, res.output[-4000:]
+    assert res.report["status"] == "error" and res.report["exit_code"] == 5
+    assert res.statuses("cluster-b") == {"map_configmap": "error", "map_pods": "error", "apiservices": "in_sync"}
+    assert "$host" in res.check("cluster-b", "map_configmap")["summary"]
+    assert no_traceback(res.output)
+    env = repo_env(KUBEGATE_REPORTS_DIR=str(tmp_path / "none"), ANSIBLE_PLAYBOOK=str(REPO / ".venv/bin/ansible-playbook"))
+    proc = subprocess.run([str(WRAPPER), "-i", str(tmp_path / "missing.yml"), "-l", "no-such-cluster"], cwd=str(REPO),
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "no report was written" in proc.stderr
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").rglob("drift.json"))

@@ -227,8 +227,8 @@ def _eval_apiservices(check, result):
                                                     r["reason"] or "no condition", r["message"] or "")
                    for r in rows if not r["available"])
     details["unavailable"] = down
-    return _check_result("drifted", "%d of %d APIService(s) not Available: %s" % (len(down), len(rows), ", ".join(down)),
-                         diff, details)
+    return _check_result("drifted", "%d of %d APIService(s) not Available: %s"
+                         % (len(down), len(rows), ", ".join(down)), diff, details)
 
 
 def _eval_reported(check, result):
@@ -367,7 +367,8 @@ def render_json(report):
 
 
 def render_junit(report):
-    """JUnit XML: a testsuite per tenant, a testcase per cluster x check (drifted: failure, unreachable/error: error)."""
+    """JUnit XML: a testsuite per tenant, a testcase per cluster x check (drifted: a failure, unreachable and error:
+    an error)."""
     root = ET.Element("testsuites", name="kubegate drift check %s" % report.get("run_id", ""))
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for tenant, clusters in report.get("tenants", {}).items():
