@@ -6,6 +6,9 @@ per_task: median seconds per task for N sequential `GET /version` tasks (the sam
   kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
   Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
   inventory and playbook parsing are not counted; each variant is run `--rounds` times and the median kept.
+gateway: latency of `GET /version` direct vs through the pass-through gateway, and requests/second through it
+  (see bench/gateway.py). `--only gateway` runs just this section.
+Each run replaces only the sections it measured in latest.json; the others are kept.
 All Ansible variants run with the same ansible-core (the bench virtualenv, which also carries kubernetes.core from
 PyPI's `ansible` package).
 """
@@ -108,19 +111,30 @@ def main():
     args = ap.parse_args()
     desc = lab_desc()
     c = desc["clusters"]["cluster-b"]
-    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": {"cpus": os.cpu_count(),
-           "python": platform.python_version()}, "cluster": "cluster-b", "tasks": args.tasks, "rounds": args.rounds}
-    out["per_task_get_version"] = per_task(c, args.tasks, args.rounds, args.only)
-    pt = out["per_task_get_version"]
-    if "kubegate.api_request" in pt:
-        ours = pt["kubegate.api_request"]["median_s_per_task"]
-        out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items() if k != "kubegate.api_request"}
-    if not args.no_fanout:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from fanout import fanout
-        out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes))
+    only = args.only or []
+    only_gateway = only == ["gateway"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    latest = RESULTS / "latest.json"
+    out = json.loads(latest.read_text()) if latest.exists() else {}
+    out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    if not only_gateway:
+        out.update({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cluster": "cluster-b",
+                    "tasks": args.tasks, "rounds": args.rounds})
+        out["per_task_get_version"] = per_task(c, args.tasks, args.rounds, [o for o in only if o != "gateway"] or None)
+        pt = out["per_task_get_version"]
+        if "kubegate.api_request" in pt:
+            ours = pt["kubegate.api_request"]["median_s_per_task"]
+            out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items()
+                             if k != "kubegate.api_request"}
+        if not args.no_fanout:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from fanout import fanout
+            out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes))
+    if not only or "gateway" in only:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from gateway import gateway_bench
+        out["gateway"] = dict(gateway_bench(desc), when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    latest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(json.dumps(out, indent=1, sort_keys=True))
 
 
