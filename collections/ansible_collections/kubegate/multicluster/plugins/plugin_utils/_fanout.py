@@ -110,10 +110,10 @@ def module_defaults_layer(module_defaults, action, groups_of_action):
     return layers
 
 
-def layer_args(layers, template, omitted=AnsibleValueOmittedError):
+def layer_args(layers, template, omitted=AnsibleValueOmittedError, skip=()):
     """Task args from layers (lowest first; a layer is a mapping, or a template of one), each value templated with
     `template(value)`. The top-most layer defining an option wins; if its value templates to omit the option is left
-    out (no fall back to a lower layer), as ansible-core does."""
+    out (no fall back to a lower layer), as ansible-core does. Options in `skip` are left out untemplated."""
     resolved = []
     for layer in layers:
         if layer is None:
@@ -128,6 +128,8 @@ def layer_args(layers, template, omitted=AnsibleValueOmittedError):
         resolved.append(layer)
     args = {}
     for key in sorted(set(k for layer in resolved for k in layer)):
+        if key in skip:
+            continue
         top = [layer for layer in resolved if key in layer][-1]
         try:
             args[key] = template(top[key])
@@ -293,6 +295,34 @@ class _TaskView(object):
         return str(self.task.connection or "ssh")
 
 
+def _reuse_compiled_templates(templar):
+    """Compile each template string once for all hosts: the task's option templates are the same for every host, only
+    the variables differ, and Jinja compilation is most of the cost of templating them (ansible-core compiles per call).
+    Rendering is unchanged (the compiled template is called with the current host's variables). Best effort: if the
+    engine's internals differ, templating simply compiles every time, as ansible-core does."""
+    engine = getattr(templar, "_engine", None)
+    compile_template = getattr(engine, "_compile_template", None)
+    if compile_template is None:
+        return
+    cache = {}
+
+    def compile_once(template, options):
+        try:
+            key = (str(template), options)
+            hash(key)
+        except TypeError:
+            return compile_template(template, options)
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = cache[key] = compile_template(template, options)
+        return compiled
+
+    try:
+        engine._compile_template = compile_once
+    except AttributeError:
+        pass
+
+
 def run_fanout(action, args, task_vars):
     """The fan-out task's result (see module docs: results_by_host, failed_hosts, fanout_summary)."""
     from ansible_collections.kubegate.multicluster.plugins.plugin_utils._fastpath import _plain
@@ -310,18 +340,18 @@ def run_fanout(action, args, task_vars):
 
     calls = []
     not_local = []
+    templar = action._templar.copy_with_new_env(available_variables=task_vars)
+    _reuse_compiled_templates(templar)
     for host in hosts:
         variables = view.host_variables(host)
-        templar = action._templar.copy_with_new_env(available_variables=variables)
+        templar.available_variables = variables
         if not action._task.delegate_to:
             connection = view.connection_of(variables, templar)
             if connection not in LOCAL_CONNECTIONS:
                 not_local.append("%s (%s)" % (host, connection))
                 continue
         try:
-            host_args = _plain(layer_args(layers, templar.template))
-            for option in FANOUT_OPTIONS:
-                host_args.pop(option, None)
+            host_args = _plain(layer_args(layers, templar.template, skip=FANOUT_OPTIONS))
             try:
                 prepared = action._validate(host_args)
             except AnsibleActionFail as e:
