@@ -1,7 +1,8 @@
 """Fan-out benchmark: `nginx -s reload` in every ingress pod of many inventory clusters.
 
 The lab's three clusters are scaled to 3 ingress pods each and repeated as inventory aliases (6, 24, 96 hosts;
-cluster-c through an ssh forward via the edge host, as an operator reaches it). Compared at the same forks (and the same concurrency for the single-process variants):
+cluster-c through an ssh forward via the edge host, as an operator reaches it). Compared at the same forks (and
+the same concurrency for the single-process variants):
   kubegate         one kubegate.multicluster.pod_exec task (label selector), run per host by Ansible's workers
   kubegate_fanout  the same task once (run_once) with fanout: "{{ ansible_play_hosts }}": every host's call from the
                    controller process, fanout_concurrency = forks

@@ -207,6 +207,8 @@ def aggregate(results_by_host):
     if warnings:
         out["warnings"] = ["%s (%s: %s)" % (w, "host" if len(hs) == 1 else "hosts", ", ".join(hs))
                            for w, hs in warnings.items()]
+    if not hosts:
+        out["warnings"] = ["fanout lists no hosts: nothing ran"]
     if deprecations:
         out["deprecations"] = deprecations
     if diffs:

@@ -161,6 +161,8 @@ def test_aggregate_names_every_failed_host_and_its_error():
 def test_aggregate_success_and_many_failures():
     ok = aggregate({"a": {"changed": False}, "b": {"changed": False}})
     assert "failed" not in ok and ok["failed_hosts"] == [] and ok["msg"] == "fanout: 2 host(s) ok, 0 changed"
+    assert "warnings" not in ok
+    assert aggregate({})["warnings"] == ["fanout lists no hosts: nothing ran"]
     many = aggregate(dict(("h%02d" % i, {"failed": True, "msg": "down %d" % i}) for i in range(25)))
     assert many["msg"].startswith("fanout: 25 of 25 host(s) failed: h00: down 0; h01: down 1")
     assert "h19: down 19" in many["msg"] and "also failed: h20, h21, h22, h23, h24" in many["msg"]
