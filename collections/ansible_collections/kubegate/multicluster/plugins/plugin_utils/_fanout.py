@@ -154,28 +154,24 @@ def _error_text(e):
 # ---------------------------------------------------------------------------------------------------------------- running
 
 def run_calls(calls, call, concurrency):
-    """{host: result} for calls [(host, prepared)], `call(prepared) -> result` run `concurrency` at a time.
-    A host whose `prepared` is a HostError fails without running; an exception escaping `call` fails only its host."""
-    results = {}
-    runnable = []
-    for host, prepared in calls:
-        if isinstance(prepared, HostError):
-            results[host] = {"failed": True, "changed": False, "msg": str(prepared)}
-        else:
-            runnable.append((host, prepared))
-
+    """{host: result} for calls, an iterable of (host, prepared) that may be lazy: each host's call starts as soon as it
+    is produced (so preparing the next hosts overlaps the calls in flight), `concurrency` at a time, via
+    `call(prepared) -> result`. A host whose `prepared` is a HostError fails without running; an exception escaping
+    `call` fails only its host. Results come back in the order the hosts were produced."""
     def guarded(prepared):
         try:
             return call(prepared)
         except Exception as e:  # pylint: disable=broad-except
             return {"failed": True, "changed": False, "msg": "unexpected error (%s: %s)" % (type(e).__name__, e)}
 
-    if runnable:
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runnable)))) as pool:
-            futures = [(host, pool.submit(guarded, prepared)) for host, prepared in runnable]
-            for host, future in futures:
-                results[host] = future.result()
-    return dict((host, results[host]) for host, _p in calls)
+    order = []
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for host, prepared in calls:
+            if isinstance(prepared, HostError):
+                order.append((host, {"failed": True, "changed": False, "msg": str(prepared)}))
+            else:
+                order.append((host, pool.submit(guarded, prepared)))
+        return dict((host, outcome.result() if hasattr(outcome, "result") else outcome) for host, outcome in order)
 
 
 def aggregate(results_by_host):
@@ -340,10 +336,11 @@ def run_fanout(action, args, task_vars):
     # the running host's arguments validate as a whole first (bad options fail the task once, not per host)
     validated_here = action._validate(args)
 
-    calls = []
-    not_local = []
+    # First every host's variables and connection (nothing runs unless the whole list is usable) ...
     templar = action._templar.copy_with_new_env(available_variables=task_vars)
     _reuse_compiled_templates(templar)
+    listed = []
+    not_local = []
     for host in hosts:
         variables = view.host_variables(host)
         templar.available_variables = variables
@@ -351,21 +348,29 @@ def run_fanout(action, args, task_vars):
             connection = view.connection_of(variables, templar)
             if connection not in LOCAL_CONNECTIONS:
                 not_local.append("%s (%s)" % (host, connection))
-                continue
-        try:
-            host_args = _plain(layer_args(layers, templar.template, skip=FANOUT_OPTIONS))
-            try:
-                prepared = action._validate(host_args)
-            except AnsibleActionFail as e:
-                raise HostError("invalid options for this host: %s" % _error_text(e))
-        except HostError as e:
-            prepared = e
-        calls.append((host, prepared))
+        listed.append((host, variables))
     if not_local:
         raise AnsibleActionFail(
             "fanout runs every call from the controller, but these hosts use a connection that is not local, so "
             "their tasks would run elsewhere: %s. List only hosts with ansible_connection: local (cluster endpoints), "
             "or run this task per host without fanout." % ", ".join(not_local))
+
+    # ... then each host's options, templated and validated as if the task ran on that host; its call starts at once.
+    def prepared_calls():
+        for host, variables in listed:
+            templar.available_variables = variables
+            try:
+                host_args = _plain(layer_args(layers, templar.template, skip=FANOUT_OPTIONS))
+                try:
+                    prepared = action._validate(host_args)
+                except AnsibleActionFail as e:
+                    raise HostError("invalid options for this host: %s" % _error_text(e))
+            except HostError as e:
+                prepared = e
+            except Exception as e:  # pylint: disable=broad-except
+                # never abandon calls already in flight: this host fails alone, with the reason
+                prepared = HostError("could not prepare this host's options: %s" % _error_text(e))
+            yield host, prepared
 
     secrets = set(validated_here.no_log_values)
 
@@ -374,7 +379,7 @@ def run_fanout(action, args, task_vars):
         secrets.update(hidden)  # set.update is atomic under the GIL
         return out
 
-    results = run_calls(calls, call, concurrency)
+    results = run_calls(prepared_calls(), call, concurrency)
     out = aggregate(results)
     invocation = dict(validated_here.params)
     out["invocation"] = {"module_args": invocation}
