@@ -359,3 +359,35 @@ def test_module_defaults_layer_is_what_the_task_sees(ansible_objects):
     layers = view.raw_layers()
     assert layers[0]["host"] == "{{ kubegate_host | default('https://fallback.example:6443') }}"
     assert layers[-1]["path"] == "{{ kg_path_prefix }}/{{ kg_ns }}"
+
+
+def test_hosts_reaching_the_same_cluster_share_its_tls_context(tmp_path):
+    """Fan-out runs every host's call in one process: the connection layer's caches (TLS context here; keep-alive
+    connections and ssh forwards are keyed the same way) serve every host whose options resolve to the same cluster."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster import transport
+    from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.config import resolve
+
+    def ca(path, name):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return str(path)
+
+    ca_b, ca_c = ca(tmp_path / "b.crt", "cluster-b"), ca(tmp_path / "c.crt", "cluster-c")
+    # two inventory aliases of cluster-b (different tokens), and cluster-c
+    alias1 = resolve({"host": "https://127.0.0.12:6443", "ca_cert": ca_b, "api_key": "t1"}, env={})
+    alias2 = resolve({"host": "https://127.0.0.12:6443", "ca_cert": ca_b, "api_key": "t2"}, env={})
+    other = resolve({"host": "https://198.18.3.2:6443", "ca_cert": ca_c, "api_key": "t3"}, env={})
+    assert transport.ssl_context(alias1) is transport.ssl_context(alias2)
+    assert transport.ssl_context(other) is not transport.ssl_context(alias1)
+    assert alias1.key() == alias2.key() != other.key()  # the pool and ssh forward key
