@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """`make bench`: measurements against the running lab, written to bench/results/latest.json.
 
-Sections (`--only` takes section names and/or per-task variant names; sections not run keep their previous results in
-latest.json):
+Sections (`--only` takes section names -- per_task, fanout, gateway -- and/or per-task variant names; without --only
+every section runs):
 fanout_reload (`--only fanout`): `nginx -s reload` in every ingress pod over 6/24/96 inventory clusters, per-host
   kubegate vs kubegate fan-out vs kubernetes.core vs a single-process floor (see bench/fanout.py).
-per_task (`--only per_task`, or variant names): median seconds per task for N sequential `GET /version` tasks (the same token and CA everywhere), for
-  kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
+per_task (`--only per_task`, or variant names): median seconds per task for N sequential `GET /version` tasks (the
+  same token and CA everywhere), for kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
   Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
   inventory and playbook parsing are not counted; each variant is run `--rounds` times and the median kept.
+gateway: latency of `GET /version` direct vs through the pass-through gateway, and requests/second through it
+  (see bench/gateway.py). `--only gateway` runs just this section.
+Each run replaces only the sections it measured in latest.json; the others are kept.
 All Ansible variants run with the same ansible-core (the bench virtualenv, which also carries kubernetes.core from
 PyPI's `ansible` package).
 """
@@ -101,14 +104,14 @@ def per_task(c: dict, n: int, rounds: int, only: list[str] | None) -> dict:
     return results
 
 
-SECTIONS = ("per_task", "fanout")
+SECTIONS = ("per_task", "fanout", "gateway")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", nargs="*", help="sections (per_task, fanout) and/or per-task variant names "
+    ap.add_argument("--only", nargs="*", help="sections (per_task, fanout, gateway) and/or per-task variant names "
                     "(kubegate.api_request, ansible.builtin.uri, kubernetes.core.k8s_info, kubectl)")
     ap.add_argument("--no-fanout", action="store_true", help="skip the fan-out benchmark (bench/fanout.py)")
     ap.add_argument("--fanout-sizes", type=int, nargs="*", default=[6, 24, 96])
@@ -121,6 +124,7 @@ def main():
     variants = [x for x in only if x not in SECTIONS]
     run_per_task = not only or "per_task" in sections or bool(variants)
     run_fanout = (not only or "fanout" in sections) and not args.no_fanout
+    run_gateway = not only or "gateway" in sections
     desc = lab_desc()
     c = desc["clusters"]["cluster-b"]
     latest = RESULTS / "latest.json"
@@ -143,6 +147,10 @@ def main():
         out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes), rounds=args.fanout_rounds,
                                       variants=tuple(args.fanout_variants or VARIANTS))
         out["fanout_reload"]["when"] = now
+    if run_gateway:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from gateway import gateway_bench
+        out["gateway"] = dict(gateway_bench(desc), when=now)
     RESULTS.mkdir(parents=True, exist_ok=True)
     latest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(json.dumps(out, indent=1, sort_keys=True))
