@@ -504,9 +504,13 @@ def kubeconfig_records(entry, field, source, paths, contexts, warn, strict=False
             warn("%s: %s; context skipped" % (source, problem))
             continue
         hv = dict(extra)
-        hv.update({"kubegate_kubeconfig": paths[0] if len(paths) == 1 else list(paths), "kubegate_context": name,
-                   "kubegate_apiserver": info["server"], "kubegate_tenant": tenant, "kubegate_cluster": cluster,
-                   "kubegate_access": "direct"})
+        hv.update({"kubegate_context": name, "kubegate_apiserver": info["server"], "kubegate_tenant": tenant,
+                   "kubegate_cluster": cluster, "kubegate_access": "direct"})
+        if entry.get("path") is not None:
+            # An explicit path is pinned. Without one the contexts came from $KUBECONFIG / ~/.kube/config, which is
+            # read again when each task runs: AWX hands inventory updates a temporary credential file that is gone
+            # by the time a job runs, so pinning that path would break every job.
+            hv["kubegate_kubeconfig"] = paths[0] if len(paths) == 1 else list(paths)
         if region:
             hv["kubegate_region"] = region
         records.append({"tenant": tenant, "cluster": cluster, "region": region or None, "access": "direct",

@@ -256,6 +256,19 @@ def test_kubeconfig_tenant_map_and_default(kubeconfig):
     assert any("context 'broken' names cluster 'noserver', which has no server" in w for w in warnings)
 
 
+def test_kubeconfig_from_the_environment_is_not_pinned(kubeconfig):
+    """Contexts found through $KUBECONFIG name only the context: the file is read again when each task runs (AWX gives
+    an inventory update a temporary credential file that is gone when the job runs)."""
+    entry = {"tenant": "acme", "contexts": ["acme-prod"]}
+    (field, entry), = _registry.kubeconfig_sources(entry, "src.kubegate.yml")
+    paths = _registry.kubeconfig_paths(entry, field, _registry.Where("src.kubegate.yml"), "/", {"KUBECONFIG": kubeconfig})
+    assert paths == [kubeconfig]
+    contexts = _registry.summarise_kubeconfigs(paths, lambda p: yaml.safe_load(open(p)))
+    records = _registry.kubeconfig_records(entry, field, "src.kubegate.yml", paths, contexts, [].append)
+    hv = records[0]["hostvars"]
+    assert hv["kubegate_context"] == "acme-prod" and "kubegate_kubeconfig" not in hv
+
+
 def test_kubeconfig_strict_refuses_unassigned_contexts(kubeconfig):
     with pytest.raises(RegistryError) as err:
         kc_records({"path": kubeconfig, "tenant_pattern": r"^(?P<tenant>acme)-"}, kubeconfig, strict=True)
