@@ -26,8 +26,8 @@ description:
     when it is reached through a tunnel or a kubectl proxy)."
   - "Connection variables: C(kubegate_host) (the URL to talk to: the apiserver, the local end of the tunnel, or the
     kubectl proxy), C(kubegate_ca_cert), C(kubegate_tls_server_name), C(kubegate_token), C(kubegate_kubeconfig),
-    C(kubegate_context), C(kubegate_client_cert)/C(kubegate_client_key), C(kubegate_jump) (access C(jump): the cluster's C(jump) settings, for the modules' C(ssh_jump)
-    option). Data for the tunnel and proxy roles: C(kubegate_tunnel) (access C(tunnel):
+    C(kubegate_context), C(kubegate_client_cert)/C(kubegate_client_key), C(kubegate_jump) (access C(jump): the
+    cluster's C(jump) settings, for the modules' C(ssh_jump) option). Data for the tunnel and proxy roles: C(kubegate_tunnel) (access C(tunnel):
     C(jump_host), C(jump_port), C(jump_user), C(local_address), C(local_port), C(apiserver) as C(HOST:PORT), and
     C(key_file)/C(known_hosts) when given) and C(kubegate_kubectl_proxy) (access C(proxy): C(address), C(port)).
     C(kubegate_routing_maps) when the registry gives C(routing), plus any registry C(vars)."
@@ -219,8 +219,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._read_config_data(path)
         except AnsibleError as exc:
             hint = getattr(exc, "_help_text", None) or ""
-            raise AnsibleParserError("kubegate.multicluster.clusters: %s: %s%s" % (path, to_native(exc.message),
-                                                                                 (" " + hint) if hint else "")) from None
+            detail = to_native(exc.message) + ((" " + hint) if hint else "")
+            raise AnsibleParserError("kubegate.multicluster.clusters: %s: %s" % (path, detail)) from None
         try:
             records = self._records(path, cache)
             collisions = _registry.assign_names(records, self.get_option("host_naming"))

@@ -223,9 +223,9 @@ def _eval_apiservices(check, result):
     details = {"apiservices": rows}
     if not down:
         return _check_result("in_sync", "%d APIService(s) Available" % len(rows), details=details)
-    diff = "".join("%s: Available=%s (%s) %s\n" % (r["apiservice"], "True" if r["available"] else "False",
-                                                    r["reason"] or "no condition", r["message"] or "")
-                   for r in rows if not r["available"])
+    diff = "".join("%s: Available=%s (%s) %s\n" % (
+        r["apiservice"], "True" if r["available"] else "False", r["reason"] or "no condition", r["message"] or "")
+        for r in rows if not r["available"])
     details["unavailable"] = down
     return _check_result("drifted", "%d of %d APIService(s) not Available: %s"
                          % (len(down), len(rows), ", ".join(down)), diff, details)
@@ -430,8 +430,8 @@ def render_markdown(report):
                 if check.get("diff") and check["status"] == "drifted":
                     detail += "".join("<br>`%s`" % _cell(line.replace("`", "'"))
                                       for line in short_diff(check["diff"]).splitlines())
-                out.append("| %s | %s | %s | %s |" % (_cell(cluster), _cell(name), _ICONS.get(check["status"]),
-                                                     detail))
+                out.append("| %s | %s | %s | %s |" % (
+                    _cell(cluster), _cell(name), _ICONS.get(check["status"]), detail))
                 if check.get("diff") and check["status"] != "in_sync":
                     full.append((tenant, cluster, name, check["diff"]))
         out.append("")

@@ -36,6 +36,7 @@ attributes:
     support: full
   platform:
     description: Runs on the controller (or wherever the task is delegated).
+    support: full
     platforms: posix
 options:
   clusters:

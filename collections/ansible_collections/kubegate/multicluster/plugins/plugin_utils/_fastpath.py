@@ -85,8 +85,8 @@ class FastPathAction(ActionBase):
         refusal = self._fast_path_refusal()
         if refusal and self._task.args.get("fanout") is not None:
             # nothing is shipped anywhere: the module would refuse fanout as well (module_utils/_cluster/module.py)
-            raise AnsibleActionFail(FANOUT_REFUSED.format(why="this task would execute the module instead, because %s"
-                                                                % refusal))
+            why = "this task would execute the module instead, because %s" % refusal
+            raise AnsibleActionFail(FANOUT_REFUSED.format(why=why))
         if refusal:
             wrap_async = self._task.async_val and not self._connection.has_native_async
             result = merge_hash(result, self._execute_module(module_name="%s.%s" % (COLLECTION, self.MODULE),

@@ -208,12 +208,10 @@ def _walk_strings(value):
     if isinstance(value, dict):
         for k, v in value.items():
             yield k
-            for s in _walk_strings(v):
-                yield s
+            yield from _walk_strings(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            for s in _walk_strings(v):
-                yield s
+            yield from _walk_strings(v)
     elif isinstance(value, str):
         yield value
 
@@ -422,8 +420,8 @@ def summarise_kubeconfigs(paths, load_yaml):
         try:
             data = load_yaml(path)
         except Exception as exc:
-            raise RegistryError("kubeconfig %s cannot be read: %s" % (path, str(exc).splitlines()[0] if str(exc) else
-                                                                        type(exc).__name__)) from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RegistryError("kubeconfig %s cannot be read: %s" % (path, reason)) from None
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -496,8 +494,8 @@ def kubeconfig_records(entry, field, source, paths, contexts, warn, strict=False
         elif not CLUSTER_RE.match(cluster):
             problem = "context %r: %r is not a valid host name for the cluster" % (name, cluster)
         elif not info.get("server"):
-            problem = "context %r names cluster %r, which has no server in %s" % (name, info.get("cluster"),
-                                                                                   ", ".join(paths))
+            problem = "context %r names cluster %r, which has no server in %s" % (
+                name, info.get("cluster"), ", ".join(paths))
         if problem:
             if strict:
                 raise RegistryError("%s: %s" % (source, problem))

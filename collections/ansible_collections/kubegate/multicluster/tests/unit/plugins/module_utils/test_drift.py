@@ -101,8 +101,8 @@ def test_objects_ignore_server_fields_but_see_changed_rules_and_missing_objects(
     changed = drift.evaluate_check({"kind": "objects", "expected": [ROLE], "result": {"results": [wider]}})
     assert changed["status"] == "drifted" and "Role ingress-nginx/kubegate-operator" in changed["summary"]
     assert '+        "*"' in changed["diff"] and '-        "get",' in changed["diff"]
-    extra_rule = live(ROLE["body"], rules=ROLE["body"]["rules"] + [{"apiGroups": [""], "resources": ["secrets"],
-                                                                     "verbs": ["get"]}])
+    secrets_rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    extra_rule = live(ROLE["body"], rules=ROLE["body"]["rules"] + [secrets_rule])
     assert drift.evaluate_check({"kind": "objects", "expected": [ROLE],
                                  "result": {"results": [extra_rule]}})["status"] == "drifted"
     gone = drift.evaluate_check({"kind": "objects", "expected": [ROLE],
