@@ -2,8 +2,11 @@
 """kubegate lab lifecycle: `labctl.py up | down | status`.
 
 up    — (re)creates the network namespaces and starts three clusters in parallel; idempotent: a healthy lab is kept.
-down  — stops every lab process, removes namespaces, interfaces and state; reports anything it could not remove.
+down  — stops every lab process (test hosts included), removes namespaces, interfaces and state; reports anything it
+        could not remove.
 status — one line per cluster.
+hosts-up   — boots the systemd test hosts (kg-tunnel, kg-jump; systemd-nspawn) next to a running lab; idempotent.
+hosts-down — stops them and removes their state (.lab/hosts).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kglab import edge, netns, procs  # noqa: E402
+from kglab import edge, hosts, netns, procs  # noqa: E402
 from kglab.cluster import BIN, REPO, SPECS, STATE, Cluster, binary  # noqa: E402
 from kglab.procs import LabError  # noqa: E402
 
@@ -157,8 +160,9 @@ def write_inventory(cs: list[Cluster]):
 
 
 def down(args=None, quiet: bool = False):
-    # Agents first (they stop their pods' nginx), then everything else at once.
-    stopped = procs.stop_all([c.agent_pids for c in clusters()])
+    # The systemd test hosts first (kg-jump lives in a lab namespace), then agents (they stop their pods' nginx) (they stop their pods' nginx), then everything else at once.
+    stopped = [f"host {n}" for n in hosts.down(quiet=True)]
+    stopped += procs.stop_all([c.agent_pids for c in clusters()])
     stopped += procs.stop_all([c.pids for c in clusters()] + [edge.DIR / "pids"])
     # Any pod nginx the agents could not stop (e.g. an agent killed hard): find them by their pid files.
     for pidfile in STATE.glob("*/pods/*/nginx.pid"):
@@ -224,6 +228,25 @@ def status(args):
     return 0 if ok else 1
 
 
+def hosts_up(args):
+    if os.geteuid() != 0:
+        raise LabError("the test hosts need root (systemd-nspawn); run it as root")
+    missing = [t for t in ("systemd-nspawn", "nsenter", "debootstrap", "ssh", "ssh-keygen") if not shutil.which(t)]
+    if missing:
+        raise LabError(f"missing tools: {', '.join(missing)}; run `make deps` (installs Debian packages)")
+    hosts.up()
+    return 0
+
+
+def hosts_down(args):
+    hosts.down()
+    left = hosts.running()
+    if left:
+        say(f"hosts down: LEFT BEHIND: {left}")
+        return 1
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -231,9 +254,11 @@ def main():
     p_up.add_argument("--force", action="store_true", help="restart even if the lab looks healthy")
     sub.add_parser("down")
     sub.add_parser("status")
+    sub.add_parser("hosts-up", help="boot the systemd test hosts (needs the lab up); no-op when they are healthy")
+    sub.add_parser("hosts-down", help="stop the systemd test hosts and remove their state")
     args = ap.parse_args()
     try:
-        return {"up": up, "down": down, "status": status}[args.cmd](args)
+        return {"up": up, "down": down, "status": status, "hosts-up": hosts_up, "hosts-down": hosts_down}[args.cmd](args)
     except LabError as e:
         say(f"ERROR: {e}")
         return 1

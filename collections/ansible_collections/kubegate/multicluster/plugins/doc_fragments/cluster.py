@@ -110,6 +110,16 @@ options:
         description: Seconds to wait for the ssh connection and the forwarded channel.
         type: float
         default: 10
+  tunnel:
+    description:
+      - Free-text description of the tunnel service whose local end is O(host), for example
+        C(kubegate-tunnel@cluster-c on tunnel-1) (what the C(ssh_tunnel) role publishes as C(kubegate_tunnel)).
+      - When the apiserver cannot be reached through it (nothing listens on the local end, or the tunnel closes the
+        connection because its far end is down), the task fails at once with C(tunnel down) followed by this
+        description and the C(systemctl status) command to run, instead of a generic connection error. Timeouts stay
+        bounded by O(connect_timeout).
+      - Cannot be combined with O(ssh_jump).
+    type: str
   impersonate_user:
     description:
       - Act as this user (needs the C(impersonate) verb on C(users) for the authenticated identity).

@@ -61,7 +61,7 @@ class Cluster(object):
 
     __slots__ = ("name", "source", "scheme", "host", "port", "base_path", "ca_file", "ca_data", "verify",
                  "tls_server_name", "token", "token_file", "cert_file", "cert_data", "key_file", "key_data",
-                 "exec_config", "proxy", "no_proxy", "ssh_jump", "impersonate_user", "impersonate_groups", "connect_timeout",
+                 "exec_config", "proxy", "no_proxy", "ssh_jump", "tunnel", "impersonate_user", "impersonate_groups", "connect_timeout",
                  "timeout", "retries", "namespace", "secrets", "warnings", "_frozen")
 
     def __init__(self, **kw):
@@ -480,13 +480,21 @@ def resolve(params, env=None, name=None):
     ssh_jump = jump.normalise(params.get("ssh_jump"))
     if ssh_jump and cl.get("proxy"):
         raise KubegateError("ssh_jump and proxy cannot be combined for %s; use one way to reach the apiserver" % where)
+    tunnel = params.get("tunnel")
+    if tunnel is not None and not isinstance(tunnel, str):
+        raise KubegateError("tunnel must be a text describing the tunnel (e.g. 'kubegate-tunnel@cluster-c on "
+                            "tunnel-host'), got %s" % type(tunnel).__name__)
+    tunnel = " ".join(tunnel.split()) if tunnel else None
+    if tunnel and ssh_jump:
+        raise KubegateError("tunnel and ssh_jump cannot be combined for %s: tunnel describes a tunnel service whose "
+                            "local end is host, ssh_jump opens its own forward; use one of them" % where)
     secrets = [v for v in (cl.get("token"),) if v]
     return Cluster(name=name or cl.get("name"), source=source, scheme=scheme, host=host, port=port,
                    base_path=base_path, ca_file=cl.get("ca_file"), ca_data=cl.get("ca_data"), verify=verify,
                    tls_server_name=cl.get("tls_server_name"), token=cl.get("token"), token_file=cl.get("token_file"),
                    cert_file=cl.get("cert_file"), cert_data=cl.get("cert_data"), key_file=cl.get("key_file"),
                    key_data=cl.get("key_data"), exec_config=cl.get("exec_config"), proxy=cl.get("proxy"),
-                   no_proxy=cl.get("no_proxy"), ssh_jump=ssh_jump, impersonate_user=cl.get("impersonate_user"),
+                   no_proxy=cl.get("no_proxy"), ssh_jump=ssh_jump, tunnel=tunnel, impersonate_user=cl.get("impersonate_user"),
                    impersonate_groups=tuple(cl.get("impersonate_groups") or ()), connect_timeout=connect_timeout,
                    timeout=timeout, retries=retries, namespace=cl.get("namespace"), secrets=tuple(secrets),
                    warnings=tuple(warnings))

@@ -30,6 +30,7 @@ CONNECTION = dict(
         known_hosts=dict(type="path", required=True),
         connect_timeout=dict(type="float", default=10),
     )),
+    tunnel=dict(type="str"),
     impersonate_user=dict(type="str"),
     impersonate_groups=dict(type="list", elements="str"),
     timeout=dict(type="float", default=30),

@@ -14,6 +14,7 @@ __metaclass__ = type
 import errno
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -182,9 +183,9 @@ def _connect_raw(cluster, timeout):
     try:
         sock = socket.create_connection(target, timeout=timeout)
     except socket.timeout:
-        raise _Unreachable("connection timed out after %ss" % timeout, proxy)
+        raise _Unreachable("connection timed out after %ss" % timeout, proxy, errno.ETIMEDOUT)
     except (OSError, socket.error) as e:
-        raise _Unreachable(_os_reason(e), proxy)
+        raise _Unreachable(_os_reason(e), proxy, getattr(e, "errno", None))
     if forward is not None:
         _FORWARDED[id(sock)] = (forward, sock.getsockname()[1])
     if proxy:
@@ -222,10 +223,11 @@ def _jump_failure(cluster, sock):
 
 
 class _Unreachable(Exception):
-    def __init__(self, reason, proxy=None):
+    def __init__(self, reason, proxy=None, code=None):
         super(_Unreachable, self).__init__(reason)
         self.reason = reason
         self.proxy = proxy
+        self.code = code
 
 
 def _os_reason(e):
@@ -237,7 +239,34 @@ def _os_reason(e):
     return names.get(getattr(e, "errno", None)) or getattr(e, "strerror", None) or str(e)
 
 
+_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\-]+@[A-Za-z0-9:_.\-]*[A-Za-z0-9_\-]|[A-Za-z0-9:_.@\-]+\.service")
+_ON_HOST_RE = re.compile(r"\bon ([A-Za-z0-9_.\-]+)")
+
+
+def tunnel_hint(description):
+    """'check the unit with systemctl status UNIT[ on HOST]' from a free-text tunnel description."""
+    unit = _UNIT_RE.search(description or "")
+    if not unit:
+        return "check the tunnel service that should listen there (systemctl status / its journal)"
+    host = _ON_HOST_RE.search(description[unit.end():])
+    return "check the unit with systemctl status %s%s (and journalctl -u %s)" % (
+        unit.group(0), " on %s" % host.group(1) if host else "", unit.group(0))
+
+
+def tunnel_down_error(cluster, reason):
+    """The error for an apiserver reached through a tunnel service (option tunnel) that did not get through."""
+    return KubegateError("%s: tunnel down: %s — %s at %s:%s; %s." % (
+        cluster.where, cluster.tunnel, reason, cluster.host, cluster.port, tunnel_hint(cluster.tunnel)),
+        unreachable=True, tunnel_down=True)
+
+
 def unreachable_error(cluster, err):
+    if cluster.tunnel and not err.proxy:
+        if err.code == errno.ECONNREFUSED:
+            reason = "connection refused (the tunnel's local end is not listening)"
+        else:
+            reason = err.reason
+        return tunnel_down_error(cluster, reason)
     via = " via proxy %s" % cluster.proxy if err.proxy else ""
     return KubegateError("%s: cannot reach the apiserver at %s:%s%s: %s. Check the address, that the apiserver (or the "
                          "tunnel / kubectl proxy in front of it) is running, and the network path."
@@ -275,11 +304,18 @@ def open_socket(cluster, timeout=None, cert_data=None, key_data=None):
         return tls
     except ssl.SSLError as e:
         raw.close()
+        if cluster.tunnel and isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            # the tunnel accepted the connection and closed it: its far end (jump host -> apiserver) is down
+            raise tunnel_down_error(cluster, "the tunnel accepted the connection but closed it during the TLS "
+                                             "handshake (its ssh session or the jump host cannot reach the apiserver)")
         raise _jump_failure(cluster, raw) or _tls_error(cluster, e, lambda: _connect_raw(cluster, timeout))
     except (OSError, socket.error) as e:
         raw.close()
+        if cluster.tunnel and not isinstance(e, socket.timeout):
+            raise tunnel_down_error(cluster, "the tunnel accepted the connection but it broke during the TLS "
+                                             "handshake (%s)" % _os_reason(e))
         raise _jump_failure(cluster, raw) or unreachable_error(
-            cluster, _Unreachable("TLS handshake failed: %s" % _os_reason(e)))
+            cluster, _Unreachable("TLS handshake failed: %s" % _os_reason(e), code=getattr(e, "errno", None)))
 
 
 class _Connection(httplib.HTTPConnection):
