@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 COLL        := collections/ansible_collections/kubegate/multicluster
 PYTEST      := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help deps venv lab lab-down lab-status demo test unit lab-test integration lint sanity molecule bench clean
+.PHONY: help deps venv bench-venv lab lab-down lab-status demo test unit lab-test integration lint sanity molecule bench clean
 
 help:
 	@echo "make demo      bring up the local lab (if needed) and run playbooks/reload-ingress.yml -l cluster-b"
@@ -28,6 +28,13 @@ venv: $(VENV)/.stamp
 $(VENV)/.stamp: requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# The comparison baselines for `make bench` (ansible + kubernetes.core), kept apart from the project virtualenv.
+bench-venv: .venv-bench/.stamp
+.venv-bench/.stamp: requirements-bench.txt
+	@test -x .venv-bench/bin/python || python3 -m venv .venv-bench
+	@.venv-bench/bin/python -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
 lab: deps venv
@@ -66,7 +73,7 @@ test: deps venv
 	@$(MAKE) --no-print-directory lab-test integration
 	@$(MAKE) --no-print-directory molecule lint sanity
 
-bench: lab
+bench: lab bench-venv
 	@$(PY) bench/run.py
 
 clean: lab-down

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """`make bench`: measurements against the running lab, written to bench/results/latest.json.
 
-fanout_reload: `nginx -s reload` in every ingress pod over 6/24/96 inventory clusters (see bench/fanout.py).
-per_task: median seconds per task for N sequential `GET /version` tasks (the same token and CA everywhere), for
-  kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
+Sections (`--only` takes section names -- per_task, fanout, gateway -- and/or per-task variant names; without --only
+every section runs):
+fanout_reload (`--only fanout`): `nginx -s reload` in every ingress pod over 6/24/96 inventory clusters, per-host
+  kubegate vs kubegate fan-out vs kubernetes.core vs a single-process floor (see bench/fanout.py).
+per_task (`--only per_task`, or variant names): median seconds per task for N sequential `GET /version` tasks (the
+  same token and CA everywhere), for kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
   Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
   inventory and playbook parsing are not counted; each variant is run `--rounds` times and the median kept.
+gateway: latency of `GET /version` direct vs through the pass-through gateway, and requests/second through it
+  (see bench/gateway.py). `--only gateway` runs just this section.
+Each run replaces only the sections it measured in latest.json; the others are kept.
 All Ansible variants run with the same ansible-core (the bench virtualenv, which also carries kubernetes.core from
 PyPI's `ansible` package).
 """
@@ -98,29 +104,55 @@ def per_task(c: dict, n: int, rounds: int, only: list[str] | None) -> dict:
     return results
 
 
+SECTIONS = ("per_task", "fanout", "gateway")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--only", nargs="*", help="sections (per_task, fanout, gateway) and/or per-task variant names "
+                    "(kubegate.api_request, ansible.builtin.uri, kubernetes.core.k8s_info, kubectl)")
     ap.add_argument("--no-fanout", action="store_true", help="skip the fan-out benchmark (bench/fanout.py)")
     ap.add_argument("--fanout-sizes", type=int, nargs="*", default=[6, 24, 96])
+    ap.add_argument("--fanout-rounds", type=int, default=3, help="samples per cheap fan-out variant (median kept)")
+    ap.add_argument("--fanout-variants", nargs="*", default=None,
+                    help="fan-out variants to run (default all: kubegate kubegate_fanout floor kubernetes.core)")
     args = ap.parse_args()
+    only = list(args.only or [])
+    sections = [x for x in only if x in SECTIONS]
+    variants = [x for x in only if x not in SECTIONS]
+    run_per_task = not only or "per_task" in sections or bool(variants)
+    run_fanout = (not only or "fanout" in sections) and not args.no_fanout
+    run_gateway = not only or "gateway" in sections
     desc = lab_desc()
     c = desc["clusters"]["cluster-b"]
-    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": {"cpus": os.cpu_count(),
-           "python": platform.python_version()}, "cluster": "cluster-b", "tasks": args.tasks, "rounds": args.rounds}
-    out["per_task_get_version"] = per_task(c, args.tasks, args.rounds, args.only)
-    pt = out["per_task_get_version"]
-    if "kubegate.api_request" in pt:
-        ours = pt["kubegate.api_request"]["median_s_per_task"]
-        out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items() if k != "kubegate.api_request"}
-    if not args.no_fanout:
+    latest = RESULTS / "latest.json"
+    out = json.loads(latest.read_text()) if latest.exists() else {}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if "per_task_get_version" in out and "per_task_when" not in out:
+        out["per_task_when"] = out.get("when")  # results kept from an earlier run keep their date
+    out.update({"when": now, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}})
+    if run_per_task:
+        out.update({"cluster": "cluster-b", "tasks": args.tasks, "rounds": args.rounds, "per_task_when": now})
+        out["per_task_get_version"] = per_task(c, args.tasks, args.rounds, variants or None)
+        pt = out["per_task_get_version"]
+        if "kubegate.api_request" in pt:
+            ours = pt["kubegate.api_request"]["median_s_per_task"]
+            out["ratios"] = {k: round(ours / v["median_s_per_task"], 3) for k, v in pt.items()
+                             if k != "kubegate.api_request"}
+    if run_fanout:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from fanout import fanout
-        out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes))
+        from fanout import VARIANTS, fanout
+        out["fanout_reload"] = fanout(desc, sizes=tuple(args.fanout_sizes), rounds=args.fanout_rounds,
+                                      variants=tuple(args.fanout_variants or VARIANTS))
+        out["fanout_reload"]["when"] = now
+    if run_gateway:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from gateway import gateway_bench
+        out["gateway"] = dict(gateway_bench(desc), when=now)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    latest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(json.dumps(out, indent=1, sort_keys=True))
 
 

@@ -30,7 +30,7 @@
 #   --local needs no docker and, once the venvs exist, no network. If a test ever has to be disabled, add
 #   `--skip-test NAME` to SKIP_TESTS below with the reason next to it.
 # - Unavoidable per-file exceptions live in tests/sanity/ignore-2.19.txt. The collection is Apache-2.0 (galaxy.yml,
-#   file headers), so validate-modules reports missing-gplv3-license for every plugins/modules/*.py: each module needs
+#   file headers), so validate-modules reports missing-gplv3-license for every module and inventory plugin: each needs
 #   a `plugins/modules/NAME.py validate-modules:missing-gplv3-license` line there (and the line must go when the
 #   module goes: the `ignores` test rejects entries for files that do not exist). Nothing else belongs there.
 set -euo pipefail

@@ -76,6 +76,19 @@ spec:
         ports:
         - {name: http, containerPort: 80}
 ---
+# The controller's Service, as the ingress-nginx chart names it: health checks go through the apiserver's service proxy
+# (/api/v1/namespaces/ingress-nginx/services/ingress-nginx-controller:http/proxy/healthz, playbooks/health.yml).
+apiVersion: v1
+kind: Service
+metadata:
+  name: ingress-nginx-controller
+  namespace: ingress-nginx
+  labels: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/component: controller}
+spec:
+  selector: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/component: controller}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -149,6 +149,39 @@ options:
         Writes are never retried blindly.
     type: int
     default: 3
+  fanout:
+    description:
+      - "Run this task's call for every listed inventory host from one controller process (a thread pool), instead of
+        once per host in Ansible's per-host workers. Give inventory hostnames, usually C(\"{{ ansible_play_hosts
+        }}\"), on a task with C(run_once: true) (required when the play has more than one host). Host patterns and
+        group names are not expanded; an unknown host, a string or anything but a list of hostnames fails the task
+        before anything runs."
+      - "Every option is templated per listed host with that host's variables, exactly as if the task ran on that
+        host (C(module_defaults) such as C(host: \"{{ kubegate_host }}\"), inventory, group, host, play and task
+        variables), then validated and run by the same code as without fan-out. O(fanout) and O(fanout_concurrency)
+        come from the host running the task; the task's C(environment) (for C(K8S_AUTH_*)) is evaluated once, for
+        that host. Hosts reaching the same cluster share its TLS context, connections and ssh forward."
+      - "The result holds RV(results_by_host), RV(failed_hosts) and RV(fanout_summary); each host's usual return
+        values are in RV(results_by_host). C(changed) is true when any host changed; C(diff) lists each host's diff
+        under its name. Check mode and diff mode apply to each host as without fan-out."
+      - "The task fails when any listed host failed, and its message names every failed host with its error. To go
+        on, set C(failed_when: false) (or C(ignore_errors)), C(register) the result and act on RV(failed_hosts), for
+        example with a following task (without C(run_once)) that fails only C(when: inventory_hostname in
+        result.failed_hosts). A failed C(run_once) task otherwise stops every host of the play, as with any
+        C(run_once) task."
+      - "Runs only on the controller, in the action plugin's fast path. A task that would execute the module instead
+        (C(become), C(async), C(delegate_to) a host whose connection is not local, C(KUBEGATE_NO_FASTPATH=1)) is
+        refused, as is a listed host whose C(ansible_connection) is not C(local); the module itself refuses O(fanout)
+        as well."
+    type: list
+    elements: str
+  fanout_concurrency:
+    description:
+      - Most listed hosts called at the same time with O(fanout). Each host's call may itself run several requests
+        at once (for example C(max_concurrency) pods of M(kubegate.multicluster.pod_exec)).
+      - Ignored without O(fanout).
+    type: int
+    default: 32
 notes:
   - When the task's connection is C(local) (cluster hosts in an inventory usually are), the action plugin runs the
     request in the controller's worker process instead of shipping the module. Same options, same results, much less
@@ -156,6 +189,8 @@ notes:
   - Per-host connection variables (for example C(host) set to C({{ kubegate_host }}) and C(ca_cert) to
     C({{ kubegate_ca_cert }})) in C(module_defaults) for C(group/kubegate.multicluster.cluster) let one playbook fan out over the clusters selected
     with C(-l).
+  - With many clusters, O(fanout) on a C(run_once) task makes the same call for every selected cluster from one
+    controller process, which saves Ansible's per-host worker and templating cost (see C(docs/fanout.md)).
 """
 
     # Attributes every cluster module shares (check_mode and diff_mode differ per module and stay in the module).

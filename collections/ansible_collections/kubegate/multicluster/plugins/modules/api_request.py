@@ -143,12 +143,25 @@ EXAMPLES = r"""
         path: /api/v1/namespaces/ingress-nginx/pods
         query:
           labelSelector: app.kubernetes.io/name=ingress-nginx
+
+- name: Read the version of every cluster in the play from one controller process, and go on with the reachable ones
+  kubegate.multicluster.api_request:
+    path: /version
+    fanout: "{{ ansible_play_hosts }}"
+  run_once: true
+  register: versions
+  failed_when: false
+
+- name: Fail only the clusters that did not answer
+  ansible.builtin.fail:
+    msg: "{{ versions.results_by_host[inventory_hostname].msg }}"
+  when: inventory_hostname in versions.failed_hosts
 """
 
 RETURN = r"""
 status:
   description: HTTP status of the answer (null when a check-mode request was not sent).
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: int
   sample: 200
 json:
@@ -195,6 +208,37 @@ msg:
   description: Explanation when the request was not sent in check mode.
   returned: sometimes
   type: str
+results_by_host:
+  description:
+    - With O(fanout), each listed host's result by inventory hostname, in the order listed, holding the return values
+      described here for a single host, plus C(changed), and C(failed) and C(msg) for a host that failed.
+  returned: with O(fanout)
+  type: dict
+  sample: {"cluster-a": {"changed": false, "msg": "..."}, "cluster-b": {"changed": false, "msg": "..."}}
+failed_hosts:
+  description: With O(fanout), the listed hosts whose call failed, in the order listed (empty when none failed).
+  returned: with O(fanout)
+  type: list
+  elements: str
+  sample: [cluster-c]
+fanout_summary:
+  description: With O(fanout), how many listed hosts were called, succeeded, failed and changed.
+  returned: with O(fanout)
+  type: dict
+  contains:
+    hosts:
+      description: Listed hosts (without repeats).
+      type: int
+    ok:
+      description: Hosts whose call succeeded.
+      type: int
+    failed:
+      description: Hosts whose call failed.
+      type: int
+    changed:
+      description: Hosts whose call changed something (or would, in check mode).
+      type: int
+  sample: {"hosts": 24, "ok": 23, "failed": 1, "changed": 23}
 """
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import run_module

@@ -98,20 +98,28 @@ EXAMPLES = r"""
 - name: Undo the last change
   kubegate.multicluster.nginx_map:
     restore: true
+
+- name: Preview the rendered maps of every selected cluster at once (each cluster's own rules)
+  kubegate.multicluster.nginx_map:
+    maps: "{{ kubegate_routing_maps }}"
+    fanout: "{{ ansible_play_hosts }}"
+  run_once: true
+  check_mode: true
+  diff: true
 """
 
 RETURN = r"""
 rendered:
   description: The rendered map text (after the change).
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 sha256:
   description: SHA-256 of RV(rendered), to compare with the file the pods see.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 previous_sha256:
   description: SHA-256 of the content before the change (null when there was none).
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 location_snippet:
   description: The rendered location snippet.
@@ -119,19 +127,19 @@ location_snippet:
   type: str
 configmap:
   description: C(namespace/name) of the ConfigMap.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 key:
   description: The ConfigMap key of the map text.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 resource_version:
   description: resourceVersion of the ConfigMap after the task.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: str
 nginx_checked:
   description: Whether C(nginx -t) accepted the rendered text on the host running the task.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: bool
 dry_run:
   description: True in check mode when a change was predicted (sent with C(dryRun=All)).
@@ -150,6 +158,37 @@ problems:
   returned: on failure
   type: list
   elements: str
+results_by_host:
+  description:
+    - With O(fanout), each listed host's result by inventory hostname, in the order listed, holding the return values
+      described here for a single host, plus C(changed), and C(failed) and C(msg) for a host that failed.
+  returned: with O(fanout)
+  type: dict
+  sample: {"cluster-a": {"changed": false, "msg": "..."}, "cluster-b": {"changed": false, "msg": "..."}}
+failed_hosts:
+  description: With O(fanout), the listed hosts whose call failed, in the order listed (empty when none failed).
+  returned: with O(fanout)
+  type: list
+  elements: str
+  sample: [cluster-c]
+fanout_summary:
+  description: With O(fanout), how many listed hosts were called, succeeded, failed and changed.
+  returned: with O(fanout)
+  type: dict
+  contains:
+    hosts:
+      description: Listed hosts (without repeats).
+      type: int
+    ok:
+      description: Hosts whose call succeeded.
+      type: int
+    failed:
+      description: Hosts whose call failed.
+      type: int
+    changed:
+      description: Hosts whose call changed something (or would, in check mode).
+      type: int
+  sample: {"hosts": 24, "ok": 23, "failed": 1, "changed": 23}
 """
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import run_nginx_map

@@ -94,12 +94,21 @@ EXAMPLES = r"""
     command: sha256sum conf.d/kubegate-map.conf
     read_only: true
   register: sums
+
+- name: Reload nginx in every ingress pod of every selected cluster, from one controller process
+  kubegate.multicluster.pod_exec:
+    namespace: ingress-nginx
+    label_selector: app.kubernetes.io/name=ingress-nginx
+    command: [nginx, -s, reload]
+    fanout: "{{ ansible_play_hosts }}"
+    fanout_concurrency: 24
+  run_once: true
 """
 
 RETURN = r"""
 results:
   description: One entry per pod, in pod name order.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: list
   elements: dict
   contains:
@@ -144,12 +153,12 @@ stderr:
   type: str
 pods:
   description: Names of the selected pods.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: list
   elements: str
 command:
   description: The argv that was (or would be) run.
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: list
   elements: str
 skipped_pods:
@@ -157,6 +166,37 @@ skipped_pods:
   returned: when pods were skipped
   type: list
   elements: str
+results_by_host:
+  description:
+    - With O(fanout), each listed host's result by inventory hostname, in the order listed, holding the return values
+      described here for a single host, plus C(changed), and C(failed) and C(msg) for a host that failed.
+  returned: with O(fanout)
+  type: dict
+  sample: {"cluster-a": {"changed": false, "msg": "..."}, "cluster-b": {"changed": false, "msg": "..."}}
+failed_hosts:
+  description: With O(fanout), the listed hosts whose call failed, in the order listed (empty when none failed).
+  returned: with O(fanout)
+  type: list
+  elements: str
+  sample: [cluster-c]
+fanout_summary:
+  description: With O(fanout), how many listed hosts were called, succeeded, failed and changed.
+  returned: with O(fanout)
+  type: dict
+  contains:
+    hosts:
+      description: Listed hosts (without repeats).
+      type: int
+    ok:
+      description: Hosts whose call succeeded.
+      type: int
+    failed:
+      description: Hosts whose call failed.
+      type: int
+    changed:
+      description: Hosts whose call changed something (or would, in check mode).
+      type: int
+  sample: {"hosts": 24, "ok": 23, "failed": 1, "changed": 23}
 """
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import run_module

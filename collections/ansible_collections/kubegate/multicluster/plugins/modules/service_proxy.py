@@ -87,12 +87,21 @@ EXAMPLES = r"""
     service: echo
     scheme: https
     port: https
+
+- name: Health of the same service in every cluster of the play, from one controller process
+  kubegate.multicluster.service_proxy:
+    namespace: logging
+    service: https:elasticsearch:9200
+    path: /_cluster/health
+    fanout: "{{ ansible_play_hosts }}"
+  run_once: true
+  register: health
 """
 
 RETURN = r"""
 status:
   description: HTTP status of the service's answer (null when a check-mode write was not sent).
-  returned: always
+  returned: always (with O(fanout), per host in RV(results_by_host))
   type: int
   sample: 200
 json:
@@ -115,6 +124,37 @@ msg:
   description: Explanation when a write was not sent in check mode.
   returned: sometimes
   type: str
+results_by_host:
+  description:
+    - With O(fanout), each listed host's result by inventory hostname, in the order listed, holding the return values
+      described here for a single host, plus C(changed), and C(failed) and C(msg) for a host that failed.
+  returned: with O(fanout)
+  type: dict
+  sample: {"cluster-a": {"changed": false, "msg": "..."}, "cluster-b": {"changed": false, "msg": "..."}}
+failed_hosts:
+  description: With O(fanout), the listed hosts whose call failed, in the order listed (empty when none failed).
+  returned: with O(fanout)
+  type: list
+  elements: str
+  sample: [cluster-c]
+fanout_summary:
+  description: With O(fanout), how many listed hosts were called, succeeded, failed and changed.
+  returned: with O(fanout)
+  type: dict
+  contains:
+    hosts:
+      description: Listed hosts (without repeats).
+      type: int
+    ok:
+      description: Hosts whose call succeeded.
+      type: int
+    failed:
+      description: Hosts whose call failed.
+      type: int
+    changed:
+      description: Hosts whose call changed something (or would, in check mode).
+      type: int
+  sample: {"hosts": 24, "ok": 23, "failed": 1, "changed": 23}
 """
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import run_module

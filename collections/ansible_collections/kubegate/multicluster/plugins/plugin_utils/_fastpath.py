@@ -20,7 +20,8 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.errors import KubegateError, internal_error_message
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.errors import (
+    FANOUT_REFUSED, KubegateError, internal_error_message)
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.runner import Context
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.spec import module_spec
 
@@ -56,13 +57,7 @@ class FastPathAction(ActionBase):
         raise NotImplementedError
 
     def _fast_path_possible(self):
-        if os.environ.get("KUBEGATE_NO_FASTPATH", "") not in ("", "0"):
-            return False
-        if getattr(self._connection, "transport", None) != "local":
-            return False
-        if self._task.async_val or self._play_context.become:
-            return False
-        return True
+        return self._fast_path_refusal() is None
 
     def _task_environment(self):
         env = dict(os.environ)
@@ -71,10 +66,28 @@ class FastPathAction(ActionBase):
         env.update(dict((str(k), str(v)) for k, v in raw.items()))
         return env
 
+    def _fast_path_refusal(self):
+        """Why the request cannot run in this process (None when it can)."""
+        if os.environ.get("KUBEGATE_NO_FASTPATH", "") not in ("", "0"):
+            return "KUBEGATE_NO_FASTPATH is set"
+        transport = getattr(self._connection, "transport", None)
+        if transport != "local":
+            return "the task's connection is %s, not local" % transport
+        if self._task.async_val:
+            return "the task is async"
+        if self._play_context.become:
+            return "the task uses become"
+        return None
+
     def run(self, tmp=None, task_vars=None):
         result = super(FastPathAction, self).run(tmp, task_vars)
         del tmp
-        if not self._fast_path_possible():
+        refusal = self._fast_path_refusal()
+        if refusal and self._task.args.get("fanout") is not None:
+            # nothing is shipped anywhere: the module would refuse fanout as well (module_utils/_cluster/module.py)
+            why = "this task would execute the module instead, because %s" % refusal
+            raise AnsibleActionFail(FANOUT_REFUSED.format(why=why))
+        if refusal:
             wrap_async = self._task.async_val and not self._connection.has_native_async
             result = merge_hash(result, self._execute_module(module_name="%s.%s" % (COLLECTION, self.MODULE),
                                                              task_vars=task_vars, wrap_async=wrap_async))
@@ -82,11 +95,21 @@ class FastPathAction(ActionBase):
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
 
-        spec = module_spec(self.MODULE)
-        validator = ArgumentSpecValidator(**spec)
         args = _plain(dict((k, v) for k, v in self._task.args.items() if not k.startswith("_ansible_")))
+        if args.get("fanout") is not None:
+            from ansible_collections.kubegate.multicluster.plugins.plugin_utils._fanout import run_fanout
+            result.update(run_fanout(self, args, task_vars))
+            return result
+        validated = self._validate(args)
+        out, secrets = self._call(validated)
+        out["invocation"] = {"module_args": validated.params}
+        result.update(remove_values(out, secrets))
+        return result
+
+    def _validate(self, args):
+        """Validate task args with the module's own argument spec; raises AnsibleActionFail with every problem."""
+        validator = ArgumentSpecValidator(**module_spec(self.MODULE))
         validation = validator.validate(args)
-        no_log_values = set(validation._no_log_values)
         if validation.error_messages:
             messages = []
             for error in validation.errors.errors:
@@ -95,23 +118,42 @@ class FastPathAction(ActionBase):
                     text = "Unsupported parameters for (%s.%s) module: %s" % (COLLECTION, self.MODULE, text)
                 messages.append(text)
             raise AnsibleActionFail("; ".join(messages))
-        params = validation.validated_parameters
-        ctx = Context(check_mode=bool(self._task.check_mode), diff=bool(self._task.diff), env=self._task_environment())
+        return _Validated(validation)
+
+    def _call(self, validated):
+        """Run the module's runner with validated params in this process (thread-safe: used by the fan-out pool).
+        Returns (result without `invocation`, the values to hide from it)."""
+        ctx = Context(check_mode=bool(self._task.check_mode), diff=bool(self._task.diff), env=self._task_env)
         try:
-            out = type(self).runner(params, ctx)
+            out = type(self).runner(validated.params, ctx)
         except KubegateError as e:
             out = e.result()
             out["failed"] = True
             out.setdefault("changed", False)
         except Exception as e:  # pylint: disable=broad-except
             out = {"failed": True, "changed": False, "msg": internal_error_message(self.MODULE, e)}
-        no_log_values.update(ctx.secrets)
-        warnings = list(validation._warnings) + list(ctx.warnings)
+        secrets = set(validated.no_log_values)
+        secrets.update(ctx.secrets)
+        warnings = list(validated.warnings) + list(ctx.warnings)
         if warnings:
             out["warnings"] = [w if isinstance(w, str) else w.get("warning", str(w)) for w in warnings]
-        if validation._deprecations:
-            out["deprecations"] = list(validation._deprecations)
-        out["invocation"] = {"module_args": params}
-        out = remove_values(out, no_log_values)
-        result.update(out)
-        return result
+        if validated.deprecations:
+            out["deprecations"] = list(validated.deprecations)
+        return out, secrets
+
+    @property
+    def _task_env(self):
+        env = getattr(self, "_kubegate_env", None)
+        if env is None:
+            env = self._kubegate_env = self._task_environment()
+        return env
+
+
+class _Validated(object):
+    """The outcome of a successful argument validation: params plus what must be hidden or reported."""
+
+    def __init__(self, validation):
+        self.params = validation.validated_parameters
+        self.no_log_values = set(validation._no_log_values)
+        self.warnings = list(validation._warnings)
+        self.deprecations = list(validation._deprecations)

@@ -13,6 +13,12 @@ __metaclass__ = type
 
 import json
 
+# `fanout` outside the controller fast path (the action plugin refuses before shipping, the module refuses itself).
+FANOUT_REFUSED = ("fanout runs only on the controller, in the action plugin's fast path, but {why}. Fast path "
+                  "conditions: a local connection (no delegate_to a non-local host), no become, no async, "
+                  "KUBEGATE_NO_FASTPATH unset. Change the task accordingly, or drop fanout and let the task run once "
+                  "per inventory host.")
+
 
 class KubegateError(Exception):
     """A failure with a user-facing message. `details` are extra result keys (status, reason, ...) safe to return."""

@@ -12,13 +12,17 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule
 
-from .errors import KubegateError, internal_error_message
+from .errors import FANOUT_REFUSED, KubegateError, internal_error_message
 from .runner import Context
 from .spec import module_spec
 
 
 def run_module(name, runner):
     module = AnsibleModule(supports_check_mode=True, **module_spec(name))
+    if module.params.get("fanout") is not None:
+        import platform
+        why = "this task executed the module itself on %s" % (platform.node() or "a target host")
+        module.fail_json(msg=FANOUT_REFUSED.format(why=why), changed=False)
     ctx = Context(check_mode=module.check_mode, diff=module._diff)
     try:
         result = runner(module.params, ctx)

@@ -38,6 +38,14 @@ CONNECTION = dict(
     retries=dict(type="int", default=3),
 )
 
+# Controller-side fan-out (plugin_utils/_fanout.py): accepted by every cluster module so one argument spec serves both
+# ways a task runs, but only the action plugin's controller fast path acts on them; the module refuses `fanout`.
+FANOUT = dict(
+    fanout=dict(type="list", elements="str"),
+    fanout_concurrency=dict(type="int", default=32),
+)
+DEFAULT_FANOUT_CONCURRENCY = 32
+
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 CONTENT_TYPES = ["json", "merge-patch", "json-patch", "strategic-merge-patch", "apply-patch", "text"]
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -114,6 +122,7 @@ def module_spec(name):
     """{argument_spec, mutually_exclusive, required_together, ...} for AnsibleModule / ArgumentSpecValidator."""
     spec = copy.deepcopy(MODULES[name])
     argument_spec = copy.deepcopy(CONNECTION)
+    argument_spec.update(copy.deepcopy(FANOUT))
     argument_spec.update(spec["argument_spec"])
     spec["argument_spec"] = argument_spec
     return spec

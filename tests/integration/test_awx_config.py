@@ -1,0 +1,86 @@
+"""The AWX configuration data (awx/*.yml) is consistent with the repository: templates name playbooks that exist,
+survey variables are ones those playbooks read, schedules name templates and tenants that exist, tenants' inventory
+sources exist, and the credential type never hands a secret input to the job environment or extra vars. No lab."""
+from __future__ import annotations
+
+import re
+
+import yaml
+
+import awxjob
+from kgtest import REPO
+
+AWX = REPO / "awx"
+
+
+def data():
+    return yaml.safe_load((AWX / "job-templates.yml").read_text())
+
+
+def test_job_templates_name_existing_playbooks_and_their_variables():
+    d = data()
+    names = [t["name"] for t in d["kubegate_awx_job_templates"]]
+    assert len(names) == len(set(names))
+    playbooks = {t["name"]: t["playbook"] for t in d["kubegate_awx_job_templates"]}
+    assert {"playbooks/reload-ingress.yml", "playbooks/health.yml", "playbooks/drift-check.yml"} <= set(
+        playbooks.values())
+    for template in d["kubegate_awx_job_templates"]:
+        playbook = REPO / template["playbook"]
+        assert playbook.is_file(), template["playbook"]
+        text = playbook.read_text()
+        for question in (template.get("survey_spec") or {}).get("spec", []):
+            assert re.search(r"\b%s\b" % re.escape(question["variable"]), text), \
+                "%s: survey variable %s is not used by %s" % (template["name"], question["variable"], playbook.name)
+            if question["type"] == "multiplechoice":
+                assert question["default"] in question["choices"]
+            if question["type"] == "integer":
+                assert question["min"] <= question["default"] <= question["max"]
+    drift = next(t for t in d["kubegate_awx_job_templates"] if t["playbook"] == "playbooks/drift-check.yml")
+    assert drift["job_type"] == "check" and drift["diff_mode"] is True
+
+
+def test_reload_template_needs_a_deliberate_limit():
+    d = data()
+    reload = next(t for t in d["kubegate_awx_job_templates"] if t["playbook"] == "playbooks/reload-ingress.yml")
+    assert {**d["kubegate_awx_job_template_defaults"], **reload}["ask_limit_on_launch"] is True
+    placeholder = reload["limit"]
+    # the default limit matches no host or group of any committed inventory
+    names = set()
+    for path in (REPO / "inventories").rglob("*.yml"):
+        names |= set(re.findall(r"[A-Za-z0-9_.-]+", path.read_text()))
+    assert placeholder and placeholder not in names
+
+
+def test_schedules_and_tenants_refer_to_what_exists():
+    d = data()
+    templates = {t["name"] for t in d["kubegate_awx_job_templates"]}
+    tenants = {t["name"]: t for t in d["kubegate_awx_tenants"]}
+    for tenant in tenants.values():
+        assert (REPO / tenant["source_path"]).is_file(), tenant["source_path"]
+        assert (REPO / "inventories" / tenant["name"]).is_dir()
+        assert tenant["credentials"]
+    for schedule in d["kubegate_awx_schedules"]:
+        assert schedule["job_template"] in templates and schedule["tenant"] in tenants
+        assert re.match(r"^DTSTART:\d{8}T\d{6}Z RRULE:FREQ=\w+;INTERVAL=\d+", schedule["rrule"])
+    assert {s["tenant"] for s in d["kubegate_awx_schedules"]} == set(tenants)
+
+
+def test_credential_type_injects_secrets_only_through_files():
+    ct = awxjob.credential_type()
+    fields = {f["id"]: f for f in ct["inputs"]["fields"]}
+    assert set(ct["inputs"]["required"]) <= set(fields)
+    injectors = ct["injectors"]
+    assert not injectors.get("extra_vars")
+    used_in_files = set()
+    for label, template in injectors["file"].items():
+        assert label.startswith("template.")
+        used_in_files |= set(re.findall(r"\{\{\s*(\w+)\s*\}\}", template))
+        # every file is handed to the job by an environment variable naming it
+        assert any("tower.filename.%s" % label.split(".", 1)[1] in t for t in injectors["env"].values()), label
+    assert used_in_files == set(fields), "every input reaches the job, each through a file"
+    for name, template in injectors["env"].items():
+        values = set(re.findall(r"\{\{\s*([\w.]+)\s*\}\}", template))
+        assert all(v.startswith("tower.filename.") for v in values), (name, template)
+    assert all(fields[f].get("secret") for f in ("kubeconfig", "jump_ssh_key"))
+    natural = ct["natural_key"]
+    assert natural == {"name": ct["name"], "kind": ct["kind"], "type": "credential_type"}
