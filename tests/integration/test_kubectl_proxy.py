@@ -144,8 +144,7 @@ def tunnel_play(lab, local_port):
               "jump_host": edge["host"], "jump_port": edge["port"], "jump_user": edge["user"],
               "jump_host_keys": [" ".join(Path(edge["known_hosts"]).read_text().split()[1:3])],
               "private_key": lookup(edge["key_file"]),
-              # not prepared (the edge's user and key exist); set because ssh_tunnel at 7a40831 templates delegate_to
-              # to it even when prepare_jump is false
+              # not prepared (prepare_jump is false: the edge's user and key already exist)
               "jump_inventory_host": "kg-jump"}
     return {"name": "tunnel", "hosts": PROXY_HOST, "gather_facts": False,
             "roles": [{"role": "ssh_tunnel", "vars": {"ssh_tunnel_clusters": [tunnel]}}]}
