@@ -256,6 +256,9 @@ def test_drift_check_job_in_check_and_diff_mode(lab, tmp_path, clusters_credenti
         failed = drifted.host_events("runner_on_failed")
         assert [e["event_data"]["task"] for e in failed] == ["Fail unless everything is in sync"], drifted.stdout[-3000:]
         assert "KUBEGATE_DRIFT status=drifted" in failed[0]["event_data"]["res"]["msg"]
+        # the outcome survives the job as its artifacts (set_stats), where AWX shows it
+        artifact = drifted.host_events("playbook_on_stats")[0]["event_data"]["artifact_data"]["kubegate_drift"]
+        assert artifact["status"] == "drifted" and int(artifact["counts"]["drifted"]) >= 1, artifact
         report = json.loads(sorted((drifted.pdd / "project" / "reports").glob("*/drift.json"))[0].read_text())
         cluster_b = report["tenants"]["acme"]["cluster-b"]
         assert report["status"] == "drifted" and cluster_b["status"] == "drifted"

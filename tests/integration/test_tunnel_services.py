@@ -167,6 +167,17 @@ def test_check_mode_on_fresh_hosts_changes_nothing(env, tmp_path):
     assert sh("kg-jump", "getent passwd kubegate-tunnel || test -e /var/lib/kubegate-tunnel").returncode != 0
 
 
+def test_binding_beyond_loopback_needs_the_dangerous_switch_and_warns(env, tmp_path):
+    wide = tunnels(env, bind_address="0.0.0.0")
+    refused = play(env, tmp_path, converge_play(env, ssh_tunnel_clusters=wide), "--check")
+    assert refused.rc != 0 and "Set ssh_tunnel_dangerous_bind_non_loopback: true" in refused.output, refused.output[-3000:]
+    warned = play(env, tmp_path, converge_play(env, ssh_tunnel_clusters=wide,
+                                               ssh_tunnel_dangerous_bind_non_loopback=True), "--check")
+    assert warned.rc == 0, warned.output[-3000:]
+    assert "[WARNING]: dangerous: kubegate-tunnel@cluster-c on kg-tunnel listens on" in " ".join(warned.output.split())
+    assert sh("kg-tunnel", "test -e /etc/systemd/system/kubegate-tunnel@.service").returncode != 0
+
+
 def test_converge_proves_the_tunnel_publishes_settings_and_is_idempotent(env, tmp_path):
     run = play(env, tmp_path, converge_play(env))
     assert run.rc == 0, run.output[-5000:]
