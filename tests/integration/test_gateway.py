@@ -1,5 +1,6 @@
 """roles/gateway (playbooks/gateway.yml): the pass-through gateway as a real nginx instance on the controller, in
-front of the lab's three clusters (cluster-c through an ssh forward to the edge host)."""
+front of the lab's three clusters (cluster-c through its tunnel service kubegate-tunnel@gw-c, installed by the
+ssh_tunnel role on the real systemd tunnel host, through the edge host)."""
 from __future__ import annotations
 
 import hashlib
@@ -157,8 +158,8 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gw(lab, cluster_c_forward, tmp_path_factory):
-    g = Gateway(lab, tmp_path_factory.mktemp("gateway"), cluster_c_forward)
+def gw(lab, cluster_c_tunnel_service, tmp_path_factory):
+    g = Gateway(lab, tmp_path_factory.mktemp("gateway"), cluster_c_tunnel_service)
     g.nginx.start()
     for c in ("cluster-a", "cluster-b"):
         lab.kubectl(c, "create", "namespace", NS, check=False)
@@ -279,7 +280,7 @@ def test_service_proxy_through_the_gateway(gw):
     assert status == 200 and echo["cluster"] == "cluster-b" and echo["scheme"] == "https"
 
 
-def test_cluster_c_through_the_edge_forward_with_tls_verified(gw, lab):
+def test_cluster_c_through_its_tunnel_service_with_tls_verified(gw, lab):
     status, version = gw.json("GET", base("globex", "cluster-c") + "/version", caller="bob")
     assert status == 200
     assert version["gitVersion"] == lab.get_json("cluster-c", "version")["serverVersion"]["gitVersion"]
