@@ -160,7 +160,7 @@ def write_inventory(cs: list[Cluster]):
 
 
 def down(args=None, quiet: bool = False):
-    # The systemd test hosts first (kg-jump lives in a lab namespace), then agents (they stop their pods' nginx) (they stop their pods' nginx), then everything else at once.
+    # The systemd test hosts first (kg-jump lives in a lab namespace), then agents (they stop their pods' nginx), then everything else at once.
     stopped = [f"host {n}" for n in hosts.down(quiet=True)]
     stopped += procs.stop_all([c.agent_pids for c in clusters()])
     stopped += procs.stop_all([c.pids for c in clusters()] + [edge.DIR / "pids"])
@@ -171,6 +171,7 @@ def down(args=None, quiet: bool = False):
             procs.stop_pid(pid)
             stopped.append(f"nginx {pidfile.parent.name}")
     netns.down()
+    edge.cleanup()
     (STATE / "ready").unlink(missing_ok=True)
     if STATE.exists():
         shutil.rmtree(STATE, ignore_errors=True)

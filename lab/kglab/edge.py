@@ -3,6 +3,7 @@ dedicated user. Produces a client key and a pinned known_hosts file for the test
 from __future__ import annotations
 
 import pwd
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from .cluster import STATE
 EDGE_IP = "198.18.2.2"
 USER = "kglab-tunnel"
 DIR = STATE / "edge"
+# sshd's StrictModes checks every directory above an authorized_keys file: none may be group/world-writable. A checkout
+# under /tmp (or any such directory) would make key login fail, so the keys live in a root-owned place of their own.
+KEYS_DIR = Path("/run/kglab-edge/authorized_keys")
 
 
 def ensure_user():
@@ -32,10 +36,10 @@ def up():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key.name, "-f", str(key)], check=True)
     host_pub = (DIR / "ssh_host_ed25519_key.pub").read_text().split()
     (DIR / "known_hosts").write_text(f"{EDGE_IP} {host_pub[0]} {host_pub[1]}\n")
-    keys_dir = DIR / "authorized_keys"
-    keys_dir.mkdir(exist_ok=True)
+    keys_dir = KEYS_DIR
+    keys_dir.mkdir(parents=True, exist_ok=True)
     (keys_dir / USER).write_text((DIR / "id_ed25519.pub").read_text())
-    for p in (DIR, keys_dir):
+    for p in (DIR, keys_dir.parent, keys_dir):
         p.chmod(0o755)
     (keys_dir / USER).chmod(0o644)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -71,3 +75,8 @@ ClientAliveInterval 15
 def describe() -> dict:
     return {"host": EDGE_IP, "port": 22, "user": USER, "key_file": str(DIR / "id_ed25519"),
             "known_hosts": str(DIR / "known_hosts"), "netns": "kglab-edge"}
+
+
+def cleanup():
+    """Remove what up() put outside the lab's state directory."""
+    shutil.rmtree(KEYS_DIR.parent, ignore_errors=True)

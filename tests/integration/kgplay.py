@@ -43,6 +43,15 @@ class PlayRun:
         return self.stdout + self.stderr
 
 
+def playbook_connection(**override) -> dict:
+    """The mapping of inventory variables onto the cluster modules' connection options, exactly as
+    playbooks/reload-ingress.yml declares it (module_defaults of group/kubegate.multicluster.cluster)."""
+    plays = yaml.safe_load((REPO / "playbooks" / "reload-ingress.yml").read_text())
+    mapping = dict(plays[0]["module_defaults"]["group/kubegate.multicluster.cluster"])
+    mapping.update(override)
+    return mapping
+
+
 def run_playbook(tmp_path, plays, *args, env=None, inventory=None, timeout=300, cwd=None, playbook_name="play.yml"):
     """Write `plays` (YAML text or a list) to a playbook and run it with the repository's ansible.cfg."""
     path = tmp_path / playbook_name

@@ -13,23 +13,13 @@ import uuid
 import pytest
 import yaml
 
-from kgplay import no_traceback, run_playbook
+from kgplay import no_traceback, playbook_connection, run_playbook
 from kgtest import CLUSTERS, REPO
 
 SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 COLL = REPO / "collections" / "ansible_collections" / "kubegate" / "multicluster"
 
-# The same mapping of inventory variables onto the connection options as playbooks/reload-ingress.yml.
-MODULE_DEFAULTS = {"group/kubegate.multicluster.cluster": {
-    "kubeconfig": "{{ kubegate_kubeconfig | default(omit) }}",
-    "context": "{{ kubegate_context | default(omit) }}",
-    "host": "{{ kubegate_host | default(omit) }}",
-    "ca_cert": "{{ kubegate_ca_cert | default(omit) }}",
-    "api_key": "{{ kubegate_token | default(omit) }}",
-    "tls_server_name": "{{ kubegate_tls_server_name | default(omit) }}",
-    "ssh_jump": "{{ kubegate_jump | default(omit) }}",
-    "retries": "{{ kubegate_retries | default(omit) }}",
-}}
+MODULE_DEFAULTS = {"group/kubegate.multicluster.cluster": playbook_connection()}
 FANOUT = "{{ ansible_play_hosts }}"
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kgplay import no_traceback, run_playbook
+from kgplay import no_traceback, playbook_connection, run_playbook
 from kgtest import LAB, REPO
 
 PROXY_HOST = "kg-tunnel"
@@ -33,17 +33,7 @@ USER = "kubegate-kubectl-proxy"
 # A lab address of the root network namespace (kgl-svc0): "beyond loopback" without touching a real network.
 EXPOSED_ADDRESS = "198.18.1.1"
 # The connection mapping of playbooks/reload-ingress.yml: what a user's playbook does with the inventory variables.
-CONNECTION = {
-    "kubeconfig": "{{ kubegate_kubeconfig | default(omit) }}",
-    "context": "{{ kubegate_context | default(omit) }}",
-    "host": "{{ kubegate_host | default(omit) }}",
-    "ca_cert": "{{ kubegate_ca_cert | default(omit) }}",
-    "api_key": "{{ kubegate_token | default(omit) }}",
-    "tls_server_name": "{{ kubegate_tls_server_name | default(omit) }}",
-    "ssh_jump": "{{ kubegate_jump | default(omit) }}",
-    "tunnel": "{{ kubegate_tunnel | default(omit) }}",
-    "retries": 0,
-}
+CONNECTION = playbook_connection(retries=0)
 
 
 # ---------------------------------------------------------------------------------------------------------- fixtures
