@@ -5,6 +5,7 @@ locally on the rendered context (ansible-galaxy from the build's requirements.ym
 introspect.py), so the dependency lists the image would get are checked, not just the file names. No lab needed."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -72,9 +73,13 @@ def introspected(context, tmp_path_factory):
     """Replay the build's galaxy stage (offline) and the builder stage's introspection on the rendered context."""
     out = tmp_path_factory.mktemp("ee-build")
     collections = out / "collections"
+    # As in the image's galaxy stage: no project ansible.cfg (`make` exports ANSIBLE_CONFIG, whose collections path
+    # holds this very collection, and galaxy would then skip it as "already installed").
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
     proc = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-r", "requirements.yml",
                            "--collections-path", str(collections)],
-                          cwd=str(context / "_build"), capture_output=True, text=True, timeout=300)
+                          cwd=str(context / "_build"), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = collections / "ansible_collections" / "kubegate" / "multicluster"
     assert (installed / "MANIFEST.json").exists() and (installed / "plugins" / "modules" / "pod_exec.py").exists()
