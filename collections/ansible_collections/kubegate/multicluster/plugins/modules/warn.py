@@ -21,9 +21,6 @@ attributes:
   diff_mode:
     description: Returns no diff.
     support: none
-  action_group:
-    description: Not part of an action group.
-    support: none
   platform:
     description: Runs on the controller.
     support: full

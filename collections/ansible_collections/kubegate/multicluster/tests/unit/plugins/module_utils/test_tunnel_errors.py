@@ -56,7 +56,7 @@ class ClosingServer(object):
     def run(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, dummy = self.sock.accept()
             except OSError:
                 return
             conn.close()
