@@ -86,11 +86,17 @@ def test_fanout_over_every_lab_cluster_with_each_hosts_own_settings(lab, tmp_pat
     assert no_traceback(run.output)
 
 
-def test_an_unreachable_cluster_fails_alone_and_is_named(lab, tmp_path):
+def gone_host(tmp_path):
+    """An extra inventory host, cluster-gone, whose apiserver address is a closed port: (port, inventory file)."""
     port = closed_port()
     extra = tmp_path / "gone.yml"
     extra.write_text(yaml.safe_dump({"all": {"hosts": {"cluster-gone": {
         "kubegate_context": "cluster-b", "kubegate_host": "https://127.0.0.1:%d" % port, "kubegate_retries": 0}}}}))
+    return port, extra
+
+
+def test_an_unreachable_cluster_fails_alone_and_is_named(lab, tmp_path):
+    port, extra = gone_host(tmp_path)
     tasks = [
         {"name": "version", "run_once": True, "register": "versions", "failed_when": False,
          "kubegate.multicluster.api_request": {"path": "/version", "fanout": FANOUT}},
@@ -118,10 +124,7 @@ def test_an_unreachable_cluster_fails_alone_and_is_named(lab, tmp_path):
 
 
 def test_the_failure_message_names_the_unreachable_host(lab, tmp_path):
-    port = closed_port()
-    extra = tmp_path / "gone.yml"
-    extra.write_text(yaml.safe_dump({"all": {"hosts": {"cluster-gone": {
-        "kubegate_context": "cluster-b", "kubegate_host": "https://127.0.0.1:%d" % port, "kubegate_retries": 0}}}}))
+    port, extra = gone_host(tmp_path)
     tasks = [{"name": "version", "run_once": True,
               "kubegate.multicluster.api_request": {"path": "/version", "fanout": FANOUT}}]
     run = run_playbook(tmp_path, play(tasks), "-i", str(REPO / "inventories" / "lab"), "-i", str(extra))
