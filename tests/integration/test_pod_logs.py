@@ -247,6 +247,37 @@ def test_fanout_reads_every_listed_cluster(lab, tmp_path):
             assert len(result["lines"]) == 2 and all(line in tail for line in result["lines"])
 
 
+def test_every_cluster_serves_nginx_access_log_as_stdout_and_error_log_as_stderr(lab, tmp_path):
+    """The lab contract on all three clusters (cluster-c through its jump host, with the playbooks' connection
+    mapping): a proxied request is an access-log line on stdout, a reload (exec `nginx -s reload`) error-log lines on
+    stderr, and pod_logs returns both."""
+    tag = "kg-streams-" + uuid.uuid4().hex[:8]
+    first = {}
+    for cluster in ("cluster-a", "cluster-b", "cluster-c"):
+        pod = first[cluster] = lab.ingress_pods(cluster)[0]
+        hit(lab, cluster, pod, tag)
+        lab.kubectl(cluster, "exec", "-n", NS, pod, "--", "nginx", "-s", "reload")
+        wait_logged(lab, cluster, pod, tag)
+        wait_logged(lab, cluster, pod, "reconfiguring")
+        raw = (pod_dir(lab, cluster, pod) / "logs" / "container.log").read_text().splitlines()
+        assert any(" stdout F " in line and "GET /%s HTTP/1.1" % tag in line for line in raw)
+        assert any(" stderr F " in line and "[notice]" in line for line in raw)
+    tasks = [{"name": "read", "kubegate.multicluster.pod_logs": {
+        "namespace": NS, "name": "{{ first_pods[inventory_hostname] }}", "tail_lines": 200}}]
+    plays = [{"name": "logs", "hosts": "cluster-a:cluster-b:cluster-c", "gather_facts": False,
+              "vars": {"first_pods": first},
+              "module_defaults": {"group/kubegate.multicluster.cluster": playbook_connection()}, "tasks": tasks}]
+    run = run_playbook(tmp_path, plays)
+    for cluster, pod in first.items():
+        res = run.result("read", cluster)
+        assert not res["failed"], res
+        at = [i for i, line in enumerate(res["lines"]) if "GET /%s HTTP/1.1" % tag in line]
+        assert len(at) == 1, res["lines"]
+        assert any("reconfiguring" in line for line in res["lines"][at[0] + 1:])   # the reload, after the request
+        text = "\n".join(container_log(lab, cluster, pod))
+        assert all(line in text for line in res["lines"])
+
+
 # ---------------------------------------------------------------------------------------------------------------- errors
 
 def test_missing_pod_and_bad_input_fail_clearly(lab, tmp_path):
