@@ -164,8 +164,8 @@ def select_pods(client, namespace: str, name: str | None, label_selector: str | 
         query["fieldSelector"] = field_selector
     items = client.get_json(base, query=query).get("items") or []
     if not items:
-        shown = ", ".join("%s '%s'" % (what, value) for what, value in (("labels", label_selector),
-                                                                       ("fields", field_selector)) if value)
+        given = (("labels", label_selector), ("fields", field_selector))
+        shown = ", ".join("%s '%s'" % (what, value) for what, value in given if value)
         raise KubegateError("%s: no pod matches %s in namespace %s; check the selector (kubectl get pods -n %s -l ...)"
                             % (client.where, shown, namespace, namespace))
     return sorted(items, key=lambda p: p["metadata"]["name"])

@@ -29,8 +29,7 @@ def test_split_line_cap_and_unfinished_last_line():
 
 
 def test_split_decodes_invalid_utf8_without_failing():
-    lines, truncated, _ = podlogs.split_lines(b"caf\xc3\xa9\n\xff\xfe\n")
-    assert lines == ["caf\u00e9", "\ufffd\ufffd"] and not truncated
+    assert podlogs.split_lines(b"caf\xc3\xa9\n\xff\xfe\n") == (["caf\u00e9", "\ufffd\ufffd"], False, False)
 
 
 def test_until_stops_at_the_first_matching_line():
