@@ -183,8 +183,9 @@ def test_two_real_reload_runs_at_once(lab, cluster_b_maps, tmp_path):
     """Two reload-ingress.yml runs with different rules, started together: every run that fails says someone else
     changed the ConfigMap; the live routing is the rules of a run that succeeded; the copy was a complete state at
     every moment and belongs to the live one (restore would undo exactly the last rollout)."""
+    initial = managed(lab, CM)  # whatever the lab held: the copy of "start" holds it
     run_task(lab, CM, "start")
-    complete = [state("start"), state("run-a"), state("run-b")]
+    complete = [initial, state("start"), state("run-a"), state("run-b")]
     seen, stop = [], threading.Event()
 
     def watch():
