@@ -17,12 +17,12 @@ description:
     missing), and the C(proxy_set_header) lines of maps that have one to O(location_snippet_key).
   - Idempotent; check mode changes nothing; diff mode shows the rendered text before and after.
   - Before every change the current content of the managed keys is saved in the ConfigMap C(<configmap>-previous);
-    O(restore=true) puts it back.
+    O(restore=true) puts it back. The same renderer is available as the filters
+    P(kubegate.multicluster.nginx_map#filter) and P(kubegate.multicluster.nginx_map_problems#filter).
   - "Both ConfigMaps are written with optimistic concurrency: the copy is replaced whole only if it is unchanged since
     it was read, and the map keys are written only if the ConfigMap's C(resourceVersion) is still the one read
     (a create only if it still does not exist). When another run or a person changed either meanwhile, the task fails
-    with C(changed by someone else ... re-run) and puts the copy back, so it still holds the winner's predecessor." The same renderer is available as the filters
-    P(kubegate.multicluster.nginx_map#filter) and P(kubegate.multicluster.nginx_map_problems#filter).
+    with C(changed by someone else ... re-run) and puts the copy back, so it still holds the winner's predecessor."
 author: kubegate developers (@kubegate)
 extends_documentation_fragment:
   - kubegate.multicluster.cluster
