@@ -157,8 +157,8 @@ def test_ansible_doc_renders_both_filters():
 def test_part_checks_is_the_modules_routing_checks():
     from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
     maps = [{"source": "$http_x_version", "variable": "$kubegate_backend", "default": "stable",
-             "proxy_set_header": "X-Kubegate-Backend", "entries": [{"key": "v2", "value": "canary"},
-                                                                  {"key": "~^v3-", "value": "next"}]}]
+             "proxy_set_header": "X-Kubegate-Backend",
+             "entries": [{"key": "v2", "value": "canary"}, {"key": "~^v3-", "value": "next"}]}]
     assert plugin.nginx_map(maps, part="checks") == routing_checks(maps) == [
         {"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend", "expect": "canary"},
         {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable"}]

@@ -275,8 +275,9 @@ def probes(*pods):
     return out
 
 
-def routing(result, expected=CHECKS):
-    return drift.evaluate_check({"name": "map_routing", "kind": "routing", "expected": expected, "result": result})
+def routing(result, expected=None):
+    return drift.evaluate_check({"name": "map_routing", "kind": "routing",
+                                 "expected": CHECKS if expected is None else expected, "result": result})
 
 
 def test_routing_in_sync_and_header_matched_case_insensitively():

@@ -220,7 +220,7 @@ def test_check_mode_sends_the_preconditions_as_dry_run(api):
     apply("one")
     api.writes.clear()
     res = apply("two", check_mode=True)
-    assert res["changed"] and res["dry_run"] and all(dry for _, _, dry in api.writes)
+    assert res["changed"] and res["dry_run"] and all(write[2] for write in api.writes)
     assert api.objects[NAME]["data"][KEY] == text("one")
 
 
