@@ -125,24 +125,47 @@ def files_match_configmap(lab, cluster):
     return True
 
 
+def map_data(lab, cluster):
+    proc = lab.kubectl(cluster, "get", "configmap", "-n", NS, CM, "-o", "json", check=False)
+    return json.loads(proc.stdout).get("data") if proc.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
-def synced_lab(lab, tmp_path_factory):
+def synced_once(lab, tmp_path_factory):
     """Bring every cluster in sync with the repository's rules (the reload playbook, as an operator would), and put
-    the lab's map ConfigMaps back as they were afterwards."""
+    the lab's map ConfigMaps back as they were afterwards. Yields a function that re-syncs the clusters whose map
+    ConfigMap another test of the shared lab changed meanwhile."""
     saved = snapshot_configmaps(lab)
     tmp = tmp_path_factory.mktemp("drift-sync")
     inv = make_inventory(lab, tmp / "inv")
-    run = run_playbook(tmp, (REPO / "playbooks" / "reload-ingress.yml").read_text(), inventory=inv / "hosts.yml",
-                       playbook_name="reload-ingress.yml")
-    try:
+    synced = {}
+
+    def sync(clusters):
+        run = run_playbook(tmp, (REPO / "playbooks" / "reload-ingress.yml").read_text(), "-l", ",".join(clusters),
+                           "-e", "kubegate_force_reload=true", inventory=inv / "hosts.yml",
+                           playbook_name="reload-ingress.yml")
         assert run.rc == 0, run.output[-4000:]
-        for name in lab.clusters:
+        for name in clusters:
             assert wait_for(lambda: files_match_configmap(lab, name), timeout=60), name
-        yield saved
+            synced[name] = map_data(lab, name)
+
+    def resync():
+        stale = [name for name in lab.clusters if map_data(lab, name) != synced.get(name)]
+        if stale:
+            sync(stale)
+    try:
+        sync(list(lab.clusters))
+        yield resync
     finally:
         restore_configmaps(lab, saved)
         for name in lab.clusters:
             wait_for(lambda: files_match_configmap(lab, name), timeout=60)
+
+
+@pytest.fixture
+def synced_lab(synced_once):
+    """Every cluster in sync at the start of the test (again, if another test of the shared lab changed a map)."""
+    synced_once()
 
 
 def resource_versions(lab):
