@@ -135,6 +135,7 @@ MODULES = {
             nginx_binary=dict(type="path"),
             keep_previous=dict(type="bool", default=True),
             restore=dict(type="bool", default=False),
+            expected_sha256=dict(type="str"),
         ),
     ),
 }
