@@ -272,9 +272,8 @@ def _render_map(m, backends, opts, report):
     header = header_of(m.source)
     items = [_item(label, where, e.index, e.key, e.value) for e in m.entries]
     default_item = _item(label, where, "default", None, m.default)
-    if header is None:
-        what = ("reads several variables or literal text" if len(re.findall(r"\$", m.source)) != 1
-                else "is not a request header variable ($http_<name>)")
+    if header is None or header.lower() == "host":
+        what = _inexpressible_source(m.source, header)
         for item in items + [default_item]:
             _differ(item, "source-not-expressible",
                     "source %s %s; an HTTPRoute matches single request headers (and the Host through hostnames), "
@@ -409,6 +408,15 @@ def _render_map(m, backends, opts, report):
                      "annotations": {"kubegate.io/map-source": m.source, "kubegate.io/map-variable": m.variable}},
         "spec": spec,
     }
+
+
+def _inexpressible_source(source, header):
+    """Why a map with this source cannot become header matches (``header`` is header_of(source))."""
+    if header is not None:  # $http_host: the Host belongs to spec.hostnames, not to a header match
+        return "reads the Host header; match hosts with the route's hostnames (kubegate_gateway_hostnames) instead"
+    if len(re.findall(r"\$", source)) != 1:
+        return "reads several variables or literal text"
+    return "is not a request header variable ($http_<name>)"
 
 
 def _exact(entry, item, header, m):

@@ -232,3 +232,11 @@ def test_input_problems_are_listed_and_nothing_rendered():
 def test_render_is_deterministic():
     maps = load_golden("header_routing")[0]
     assert render(maps, parent_refs=PARENTS) == render(maps, parent_refs=PARENTS)
+
+
+def test_host_header_source_points_to_hostnames():
+    out = render([{"source": "$http_host", "variable": "kg_h", "default": "web", "entries": {"a.example.com": "a"}}],
+                 parent_refs=PARENTS)
+    assert out["routes"] == []
+    texts = [d["text"] for i in out["report"] for d in i["differences"]]
+    assert texts and all("route's hostnames" in t for t in texts)
