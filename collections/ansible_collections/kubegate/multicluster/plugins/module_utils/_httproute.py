@@ -327,8 +327,8 @@ def _render_map(m, backends, opts, report):
     # Masks like nginx: longest *.x / .x first, then longest x.*; each its own rule (order is the precedence).
     for group in (masks_head, masks_tail):
         for entry, item, backend, pattern in sorted(group, key=lambda t: -len(t[0].key.strip("*."))):
-            rules.append({"kind": "mask", "backend": backend, "matches": [_header_match("RegularExpression", header,
-                                                                                          pattern)],
+            match = _header_match("RegularExpression", header, pattern)
+            rules.append({"kind": "mask", "backend": backend, "matches": [match],
                           "items": [(item, "header %s RegularExpression %s" % (header, _show(pattern)))]})
     # Regexes in file order; consecutive ones with the same backend share a rule (same outcome whichever matches).
     for entry, item, backend, pattern in regex:
@@ -426,8 +426,8 @@ def _exact(entry, item, header, m):
     if any("a" <= c.lower() <= "z" for c in entry.key):
         _differ(item, "case",
                 "nginx matches exact keys case-insensitively (%s also matches %s); the HTTPRoute Exact match is "
-                "case-sensitive and matches only %s" % (_show(entry.key), _show(_swapcase_ascii(entry.key)),
-                                                      _show(entry.key)),
+                "case-sensitive and matches only %s"
+                % (_show(entry.key), _show(_swapcase_ascii(entry.key)), _show(entry.key)),
                 "make sure clients send exactly this spelling, or replace the key by ~*^<key>$ (a case-insensitive "
                 "RegularExpression, implementation-specific)")
     if m.hostnames and "." in entry.key:

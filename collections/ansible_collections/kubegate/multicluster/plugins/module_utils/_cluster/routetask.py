@@ -17,8 +17,8 @@ FIELD_MANAGER = "kubegate"
 
 
 def route_path(namespace: str, name: str) -> str:
-    return "/apis/gateway.networking.k8s.io/v1/namespaces/%s/httproutes/%s" % (quote(namespace, safe=""),
-                                                                            quote(name, safe=""))
+    return "/apis/gateway.networking.k8s.io/v1/namespaces/%s/httproutes/%s" % (
+        quote(namespace, safe=""), quote(name, safe=""))
 
 
 def run_http_route(params: dict, ctx) -> dict:

@@ -90,13 +90,13 @@ def probes_for(maps, probes):
         header = header_of(m["source"])
         if not header:
             continue
-        entries = m["entries"].items() if isinstance(m["entries"], dict) else [(e["key"], e["value"]) for e in
-                                                                                m["entries"]]
+        raw = m["entries"]
+        entries = raw.items() if isinstance(raw, dict) else [(e["key"], e["value"]) for e in raw]
         for key, _value in entries:
             key = str(key)
             if key.startswith("~") or not key:
                 continue
-            for variant in {key, key.upper(), key.lower()}:
+            for variant in sorted({key, key.upper(), key.lower()}):
                 out.append((m["variable"].lstrip("$"), {header: variant}))
         out.append((m["variable"].lstrip("$"), {}))
     return out
