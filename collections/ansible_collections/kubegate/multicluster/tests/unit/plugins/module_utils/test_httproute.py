@@ -240,3 +240,20 @@ def test_host_header_source_points_to_hostnames():
     assert out["routes"] == []
     texts = [d["text"] for i in out["report"] for d in i["differences"]]
     assert texts and all("route's hostnames" in t for t in texts)
+
+
+MASK_HOSTS = ["a.example.com", ".example.com", "a..example.com", "example.com", "A.B.EXAMPLE.COM.", "example.org",
+              ".example.org", "x.example.org", "www.example.de", "www.example.", "www.example.co.uk",
+              "WWW.EXAMPLE.DE.", "a.example.com:80"]
+
+
+@pytest.mark.parametrize("mask", ["*.example.com", ".example.org", "www.example.*"])
+def test_host_mask_regex_matches_like_nginx(mask):
+    """A mask's emitted regex (RE2-style full match) selects exactly the hosts nginx's hostnames map selects."""
+    maps = [{"source": "$http_x_h", "variable": "kg_m", "hostnames": True, "default": "no",
+             "entries": {mask: "yes"}}]
+    route = render(maps, parent_refs=PARENTS)["routes"][0]
+    with LiveNginx(render_nginx(maps)) as server:
+        for host in MASK_HOSTS:
+            nginx = server.get("kg_m", {"X-H": host}).decode("utf-8")
+            assert gateway_value(route, {"X-H": host}, {"yes": "yes", "no": "no"}) == nginx, host
