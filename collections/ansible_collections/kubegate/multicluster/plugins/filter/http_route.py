@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kubegate.multicluster.plugins.module_utils._httproute import HTTPRouteError, render
+from ansible_collections.kubegate.multicluster.plugins.module_utils._httproute import OPTIONS, HTTPRouteError, render
 
 
 def _int(value):
@@ -21,14 +21,15 @@ def _int(value):
 
 
 def _render(maps, name, **options):
+    unknown = sorted(k for k in options if k not in OPTIONS)
+    if unknown:
+        raise AnsibleFilterError("%s: unknown option(s) %s (allowed: %s)" % (name, ", ".join(unknown), ", ".join(OPTIONS)))
     for key in ("backend_port", "map_hash_bucket_size"):
         if key in options:
             options[key] = _int(options[key])
     try:
         return render(maps, **options)
     except HTTPRouteError as exc:
-        raise AnsibleFilterError("%s: %s" % (name, exc)) from None
-    except TypeError as exc:
         raise AnsibleFilterError("%s: %s" % (name, exc)) from None
 
 

@@ -65,7 +65,6 @@ _PCRE_ONLY = [
     (re.compile(r"[+*?}][+]"), "a possessive quantifier"),
     (re.compile(r"\(\?<[A-Za-z_]"), "a named group written (?<name>...) (RE2 only knows (?P<name>...))"),
     (re.compile(r"\{,"), "a {,n} quantifier"),
-    (re.compile(r"\[\[:"), None),  # POSIX classes: RE2 supports them; listed to document the check, never reported
 ]
 
 OPTIONS = ("namespace", "parent_refs", "hostnames", "backend_port", "name_prefix", "map_hash_bucket_size")
@@ -454,7 +453,7 @@ def _regex_pattern(entry, item):
     insensitive = entry.key.startswith("~*")
     body = entry.key[2:] if insensitive else entry.key[1:]
     for pattern, what in _PCRE_ONLY:
-        if what and pattern.search(body):
+        if pattern.search(body):
             _differ(item, "regex-not-portable",
                     "the regex uses %s, PCRE syntax that RE2-based Gateway implementations (Envoy) reject; not "
                     "emitted" % what, "rewrite the regex in the common subset of PCRE and RE2")
