@@ -8,8 +8,8 @@ schema and CEL rules are live (an apiserver without the CRDs would fail differen
 """
 from __future__ import annotations
 
+import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
@@ -23,8 +23,18 @@ GOLDEN = COLLECTION / "tests" / "unit" / "plugins" / "module_utils" / "golden"
 PARENTS = [{"name": "kubegate", "namespace": "gateway-system"}]
 
 
+def nginx_map_unit_cases():
+    """Rule shapes of the nginx_map unit tests beyond the golden files: the PCRE-only regex list."""
+    sys.path.insert(0, str(REPO / "collections"))
+    from ansible_collections.kubegate.multicluster.tests.unit.plugins.module_utils.test_nginx_map import (
+        PCRE_ONLY_VALID)
+    maps = [{"source": "$http_x_a", "variable": "kg_pcre", "default": "v-default",
+             "entries": [{"key": "~" + p, "value": "v%d" % i} for i, p in enumerate(PCRE_ONLY_VALID)]}]
+    return [("pcre-only-valid", maps, 64)]
+
+
 def corpus():
-    cases = []
+    cases = nginx_map_unit_cases()
     for path in sorted(GOLDEN.glob("*.yml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         cases.append((path.stem, data["maps"], data.get("map_hash_bucket_size", 64)))

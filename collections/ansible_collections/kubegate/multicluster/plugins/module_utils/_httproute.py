@@ -57,12 +57,12 @@ _HEADER_VARIABLE = re.compile(r"\A\$\{?http_([a-z0-9_]+)\}?\Z")
 _PCRE_ONLY = [
     (re.compile(r"\(\?<?[=!]"), "lookaround (?=, (?!, (?<=, (?<!"),
     (re.compile(r"\(\?>"), "an atomic group (?>...)"),
-    (re.compile(r"\(\?(?:R|[0-9+-]|&|P>|\|)"), "recursion, a subroutine call or a branch reset"),
+    (re.compile(r"\(\?(?:R|[0-9]|[+-][0-9]|&|P>|\|)"), "recursion, a subroutine call or a branch reset"),
     (re.compile(r"\(\*[A-Z]"), "a PCRE verb such as (*UTF) or (*SKIP)"),
     (re.compile(r"(?<!\\)(?:\\\\)*\\(?:[1-9]|g|k)"), "a backreference"),
     (re.compile(r"(?<!\\)(?:\\\\)*\\[KRhHGNXoe]"), "an escape RE2 does not know (\\K, \\R, \\h, \\G, \\N, ...)"),
     (re.compile(r"(?<!\\)(?:\\\\)*\\c[A-Za-z]"), "a control escape \\cX"),
-    (re.compile(r"[+*?}][+]"), "a possessive quantifier"),
+    (re.compile(r"(?:[+*?]|\{\d+(?:,\d*)?\})\+"), "a possessive quantifier"),
     (re.compile(r"\(\?<[A-Za-z_]"), "a named group written (?<name>...) (RE2 only knows (?P<name>...))"),
     (re.compile(r"\{,"), "a {,n} quantifier"),
 ]

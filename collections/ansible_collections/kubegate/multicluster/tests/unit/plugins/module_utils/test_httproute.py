@@ -257,3 +257,18 @@ def test_host_mask_regex_matches_like_nginx(mask):
         for host in MASK_HOSTS:
             nginx = server.get("kg_m", {"X-H": host}).decode("utf-8")
             assert gateway_value(route, {"X-H": host}, {"yes": "yes", "no": "no"}) == nginx, host
+
+
+def test_pcre_only_syntax_is_not_emitted_and_the_common_subset_is():
+    """The nginx_map unit tests' PCRE list: what RE2 also reads is emitted, the rest reported as not portable."""
+    from ansible_collections.kubegate.multicluster.tests.unit.plugins.module_utils.test_nginx_map import (
+        PCRE_ONLY_VALID)
+    extra = [r"^x{2}+$", r"(?-1)a"]
+    maps = [{"source": "$http_x_a", "variable": "kg_pcre", "default": "d",
+             "entries": [{"key": "~" + p, "value": "v%d" % i} for i, p in enumerate(PCRE_ONLY_VALID + extra)]}]
+    report = render(maps, parent_refs=PARENTS)["report"]
+    emitted = [i["key"][1:] for i in report if i["emitted"] and i["entry"] != "default"]
+    assert emitted == [r"\Qa(b\E", r"^[[:alpha:]]+$", r"\p{L}+", r"(?i)ab(?-i)c", r"ab(?i)c", r"\x{41}", r"a\z"]
+    for item in report:
+        if not item["emitted"]:
+            assert [d["kind"] for d in item["differences"]] == ["regex-not-portable"], item
