@@ -284,7 +284,6 @@ def _render_map(m, backends, opts, report):
 
     exact, masks_head, masks_tail, regex = [], [], [], []
     for entry, item in zip(m.entries, items):
-        backend = _backend(entry.value, backends, opts, item, m)
         if entry.kind == "exact" and entry.key == "":
             if entry.value != m.default:
                 _differ(item, "empty-key",
@@ -294,6 +293,7 @@ def _render_map(m, backends, opts, report):
             else:
                 item["emitted"] = "covered by the catch-all rule (same value as the default)"
             continue
+        backend = _backend(entry.value, backends, opts, item, m)
         if backend is None:
             continue
         if entry.kind == "exact":
