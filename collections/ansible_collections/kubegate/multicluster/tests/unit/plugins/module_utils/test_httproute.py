@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 """The HTTPRoute renderer (module_utils/_httproute.py): shapes, input problems, and an equivalence test.
 
-Equivalence: every rule shape of the nginx map golden corpus and of inventories/lab is rendered both ways; each probe
-(the golden probes plus letter-case variants of every key) is answered by a real nginx serving the rendered map and by
-a small evaluator of the Gateway API spec's HTTPRoute matching (header names case-insensitive, Exact values
-case-sensitive, RegularExpression as RE2-style full match, equally specific matches -> first rule in list order, no
-match -> no route). Every probe where the two disagree must be explained by a reported difference on a rule involved.
+Equivalence: every rule shape of the nginx map golden corpus and of inventories/lab is rendered both ways. Each probe
+(the golden probes, the maps' routing checks, letter-case variants of every key) is answered by a real nginx serving
+the rendered map and by a small evaluator of the Gateway API spec's HTTPRoute matching (header names case-insensitive,
+Exact values case-sensitive, RegularExpression as RE2-style full match, equally specific matches -> first rule in list
+order, no match -> no route). Every probe where the two disagree must be explained by a reported difference on a rule
+involved.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._httproute import (
     HTTPRouteError, differences, header_of, render, validate)
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
 from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map import render as render_nginx
 
 from ansible_collections.kubegate.multicluster.tests.unit.plugins.module_utils.test_nginx_map import (
@@ -84,8 +86,11 @@ def gateway_value(route, headers, backends_to_value):
 
 
 def probes_for(maps, probes):
-    """The corpus probes plus, for each exact key, the key and its upper/lower-case spellings, and no header."""
+    """The corpus probes, each map's routing checks (what reload-ingress.yml proves after a reload), and for each
+    exact key the key and its upper/lower-case spellings, and no header."""
     out = [(p["variable"].lstrip("$"), p["headers"]) for p in probes]
+    for m in maps:
+        out.extend((m["variable"].lstrip("$"), check["headers"]) for check in routing_checks([m]))
     for m in maps:
         header = header_of(m["source"])
         if not header:
