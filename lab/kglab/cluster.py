@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifests, pki, procs
+from . import gateway_api, manifests, pki, procs
 from .procs import LabError
 
 LAB_DIR = Path(__file__).resolve().parents[1]
@@ -330,7 +330,7 @@ class Cluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         steps = [self.make_pki, self.start_etcd, self.start_apiserver, self.start_controllers, self.start_kwok,
                  self.start_echo, self.start_agent] + ([self.start_wardle] if self.spec.wardle else []) + \
-                [self.apply_fixtures, self.wait_ready]
+                [self.apply_fixtures, gateway_api.step(self), self.wait_ready]
         timings = {}
         for step in steps:
             t0 = time.monotonic()

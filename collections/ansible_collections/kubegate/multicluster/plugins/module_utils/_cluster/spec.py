@@ -138,6 +138,17 @@ MODULES = {
             expected_sha256=dict(type="str"),
         ),
     ),
+    "http_route": dict(
+        argument_spec=dict(
+            maps=dict(type="list", elements="dict", required=True),
+            namespace=dict(type="str", default="default"),
+            parent_refs=dict(type="list", elements="dict", required=True),
+            hostnames=dict(type="list", elements="str"),
+            backend_port=dict(type="int", default=80),
+            name_prefix=dict(type="str", default="kubegate"),
+            map_hash_bucket_size=dict(type="int", default=64),
+        ),
+    ),
 }
 
 
