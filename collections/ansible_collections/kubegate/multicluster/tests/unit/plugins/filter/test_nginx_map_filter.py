@@ -33,11 +33,11 @@ MAPS = [{
     "proxy_set_header": "X-Kubegate-Backend",
     "entries": [{"key": "v1", "value": "backend-v1"}, {"key": "~^v2\\.\\d+$", "value": 'be "two"'}],
 }]
-BAD = [{"source": "$http_x_version", "variable": "host", "entries": {"v2": "a;", "V2": "b"}}]
+BAD = [{"source": "$http_x_version", "variable": "host", "entries": {"v2": "a\n}", "V2": "b"}}]
 BAD_PROBLEMS = [
     "map[0] ($host): variable $host collides with the nginx built-in variable $host; choose a name of your own such "
     "as $kubegate_host",
-    'map[0] ($host) entry[0] (key "v2"): value contains \';\', which is not allowed',
+    'map[0] ($host) entry[0] (key "v2"): value contains a control character (U+000A)',
     'map[0] ($host) entry[1] (key "V2"): differs only in letter case from entry[0] (key "v2"); nginx compares exact '
     'keys case-insensitively and rejects such a map ("conflicting parameter")',
 ]
