@@ -71,9 +71,28 @@ def preflight_ports():
         c.preflight()
 
 
+def repair() -> bool:
+    """A lab that was up but lost daemons (a fault test killed one): restart just those, keeping certificates,
+    objects and the systemd test hosts. False when that is not enough and the lab must be rebuilt."""
+    if not (STATE / "ready").exists() or not (STATE / "lab.json").exists():
+        return False
+    try:
+        restarted = {c.name: c.repair() for c in clusters()}
+    except (LabError, OSError, subprocess.SubprocessError) as e:
+        say(f"repair not possible ({e}); rebuilding the lab")
+        return False
+    if not healthy():
+        return False
+    done = [f"{name}: {', '.join(parts)}" for name, parts in restarted.items() if parts]
+    say("lab repaired, restarted " + "; ".join(done) if done else "lab healthy")
+    return True
+
+
 def up(args):
     if healthy() and not args.force:
         say(f"lab already up ({STATE}); `make lab-down` to stop it")
+        return 0
+    if not args.force and repair():
         return 0
     t0 = time.monotonic()
     preflight_tools()

@@ -190,6 +190,10 @@ class Cluster:
         return self.kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok"
 
     def start_controllers(self):
+        self.start_kcm()
+        self.start_scheduler()
+
+    def start_kcm(self):
         s, d = self.spec, self.pki_dir
         kcm = self.dir / "kcm.kubeconfig"
         self.start("kube-controller-manager", [
@@ -202,6 +206,9 @@ class Cluster:
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--profiling=false", "--v=1",
         ])
+
+    def start_scheduler(self):
+        s = self.spec
         sched = self.dir / "scheduler.kubeconfig"
         self.start("kube-scheduler", [
             binary("kube-scheduler"), f"--kubeconfig={sched}",
@@ -318,6 +325,30 @@ class Cluster:
             step()
             timings[step.__name__] = round(time.monotonic() - t0, 1)
         (self.dir / "startup-timings.json").write_text(json.dumps(timings))
+
+    def dead_components(self) -> list[str]:
+        """Lab daemons of this cluster whose process is gone (the agent included)."""
+        return [p.stem for p in self.pidfiles() if not procs.pid_alive(procs.read_pid(p) or 0)]
+
+    def repair(self) -> list[str]:
+        """Restart only the daemons that died (a fault test killed an apiserver, say) on the cluster's existing state,
+        so a repair does not re-create certificates, objects or the systemd test hosts other tests rely on.
+        Raises LabError when a dead part cannot be restarted on its own (the caller then rebuilds the lab)."""
+        restart = {"etcd": self.start_etcd, "kube-apiserver": self.start_apiserver, "kube-controller-manager": self.start_kcm,
+                   "kube-scheduler": self.start_scheduler, "kwok": self.start_kwok, "echo": self.start_echo,
+                   "sample-apiserver": self.start_wardle}
+        dead = self.dead_components()
+        unknown = [d for d in dead if d not in restart]
+        if unknown:
+            raise LabError(f"{self.name}: {', '.join(unknown)} died and cannot be restarted alone")
+        for name in dead:
+            (self.pids / f"{name}.pid").unlink(missing_ok=True)
+            restart[name]()
+        if dead:
+            procs.wait_until(f"{self.name} kube-apiserver /readyz after repair", self._readyz, 90,
+                             self.log("kube-apiserver"), interval=0.5)
+            self.wait_ready()
+        return dead
 
     def describe(self) -> dict:
         d = self.pki_dir
