@@ -153,7 +153,7 @@ checks:
     - Requests that prove the routing, derived from maps with a single request-header C(source) and
       C(proxy_set_header) - one per exact key, one per regex key with its C(sample) (declared, or derived from the
       regex), one without the header. Each has C(headers) (to send), C(response_header) (the header the backend
-      receives), C(expect) (what nginx answers: exact keys first, then regexes in order, else the default) and
+      receives), C(expect) (what nginx answers - exact keys first, then regexes in order, else the default) and
       C(key) (the rule, null for the request without the header).
     - Not checked - declare a C(sample) where possible - regex keys whose sample cannot be derived (lookarounds,
       PCRE-only syntax) or that come after a regex Python cannot evaluate, values that reference variables, keys that
