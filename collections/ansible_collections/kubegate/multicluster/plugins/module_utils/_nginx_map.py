@@ -313,10 +313,10 @@ def regex_sample(key):
                 import sre_parse
             tree = sre_parse.parse(pattern, flags)
         sample = _sample_of(list(tree), {})
-    except Exception:  # pylint: disable=broad-except - anything the generator cannot follow means "no sample"
+    # anything the generator cannot follow means "no sample"
+    except Exception:  # pylint: disable=broad-except
         return None
     return sample if _regex_search(key, sample) else None
-
 
 
 def quote(text):
@@ -909,7 +909,6 @@ def _reference_text(text, start):
     return text[start:i]
 
 
-
 class _NoSample(Exception):
     """The regex uses syntax the sample generator does not follow."""
 
@@ -992,7 +991,8 @@ def _regex_search(key, text):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return re.search(pattern.encode("utf-8"), text.encode("utf-8"), flags) is not None
-    except Exception:  # pylint: disable=broad-except - re.error, RecursionError...: not a verdict
+    # re.error, RecursionError...: not a verdict
+    except Exception:  # pylint: disable=broad-except
         return None
 
 
