@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ._nginx_map import _analyse, _is_list, _show, _type_name
+from ._nginx_map import _analyse, _is_list, _show, _type_name, header_of
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubegate"}
@@ -51,7 +51,6 @@ _DNS_LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")          # namespa
 _SERVICE_NAME = re.compile(r"\A[a-z]([-a-z0-9]*[a-z0-9])?\Z")          # Service names (RFC 1035 label)
 _DNS_SUBDOMAIN = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _HOSTNAME = re.compile(r"\A(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-_HEADER_VARIABLE = re.compile(r"\A\$\{?http_([a-z0-9_]+)\}?\Z")
 # PCRE syntax RE2 (Envoy-based Gateway implementations) rejects: lookaround, atomic groups, backreferences, possessive
 # quantifiers, recursion, verbs, \K \R \h \G and friends. Such keys are reported and not emitted.
 _PCRE_ONLY = [
@@ -120,14 +119,6 @@ def render(maps, namespace="default", parent_refs=None, hostnames=None, backend_
 def differences(report) -> list:
     """The report items that carry at least one difference (what a migration must look at)."""
     return [item for item in report or [] if item.get("differences")]
-
-
-def header_of(source):
-    """``X-Version`` for ``$http_x_version`` / ``${http_x_version}``; None for any other source."""
-    match = _HEADER_VARIABLE.match(source or "")
-    if not match:
-        return None
-    return "-".join(part.capitalize() for part in match.group(1).split("_"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

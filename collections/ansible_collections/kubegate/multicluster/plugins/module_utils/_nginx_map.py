@@ -91,8 +91,9 @@ POINTER_SIZE = 8
 MAX_TOKEN_BYTES = 2048
 INDENT = "    "
 
+# `backends` belongs to the Gateway API side of the same rules (_httproute.py checks it); nginx renders without it.
 MAP_OPTIONS = ("source", "variable", "default", "hostnames", "volatile", "allow_variables_in_values",
-               "proxy_set_header", "entries")
+               "proxy_set_header", "entries", "backends")
 ENTRY_FIELDS = ("key", "value", "sample")
 REQUIRED_ENTRY_FIELDS = ("key", "value")
 # Words nginx reads as map parameters when first of two tokens, even quoted: never usable as exact keys.

@@ -409,7 +409,7 @@ REJECTIONS = [
      ["map[0]: variable is required (the name the map defines, e.g. $kubegate_backend)"]),
     ("unknown_option_collects_all", [{"source": "$http_a", "variable": "kg", "entires": {"a": "b"}}],
      ["map[0] ($kg): unknown option \"entires\" (allowed: source, variable, default, hostnames, volatile, "
-      "allow_variables_in_values, proxy_set_header, entries)",
+      "allow_variables_in_values, proxy_set_header, entries, backends)",
       "map[0] ($kg): has no entries and no default; the variable would always be empty"]),
     ("invalid_variable_name", [m(variable="$kg-backend")],
      ['map[0]: variable "$kg-backend" is not a valid nginx variable name (letters, digits and _, not starting with '
