@@ -217,18 +217,15 @@ class FaultForward(TcpForward):
         except OSError:
             self._reset(client)
             return
-        cut = self._take("reset_after_request")
-        state = {"left": 0, "head": b"", "request_sent": False}
+        state = {"left": 0, "head": b"", "request_sent": False, "cut": self._take("reset_after_request")}
         threading.Thread(target=self._client_to_upstream, args=(client, upstream, state), daemon=True).start()
         try:
             while True:
                 data = upstream.recv(65536)
                 if not data:
                     break
-                if cut and state["request_sent"]:
-                    self._reset(client)       # the apiserver answered; the answer never arrives
-                    upstream.close()
-                    return
+                if state["cut"] and state["request_sent"]:
+                    continue                  # the apiserver's answer never arrives
                 client.sendall(data)
         except OSError:
             pass
@@ -241,7 +238,8 @@ class FaultForward(TcpForward):
     def _client_to_upstream(self, client, upstream, state):
         """Pipe client -> apiserver, spotting the HTTP request in the TLS stream: the first application-data record
         longer than 256 bytes (the client's encrypted handshake records without a client certificate are far smaller;
-        a request with a bearer token is far larger). Only token-authenticated clients may rely on it."""
+        a request with a bearer token is far larger). Only token-authenticated clients may rely on it. A connection to
+        cut is reset by this thread (the only user of the client socket then) once the apiserver had time to act."""
         try:
             while True:
                 data = client.recv(65536)
@@ -249,6 +247,11 @@ class FaultForward(TcpForward):
                     break
                 upstream.sendall(data)
                 self._count_records(data, state)
+                if state["cut"] and state["request_sent"]:
+                    time.sleep(1.0)
+                    self._reset(client)
+                    upstream.shutdown(socket.SHUT_RDWR)
+                    return
         except OSError:
             pass
         try:

@@ -546,7 +546,7 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
             raise KubegateError("%s: the connection to %s:%s broke during %s %s: %s (%s)"
                                 % (cluster.where, cluster.host, cluster.port, method, path, reason.strip(), advice),
                                 unreachable=True)
-        if resp.will_close or stream_until:
+        if resp.will_close or stream_until or not _finished(resp):
             conn.close()
         else:
             _give_back(pool_key, conn)
@@ -559,6 +559,16 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
                 continue
             _give_up_note(cluster, method, path, _status_what(result), attempt)
         return result
+
+
+def _finished(resp):
+    """Whether the response is complete and released, so its connection may carry the next request. http.client's
+    read1() leaves a response whose body was read to the last byte open (it closes only on a later read); reused in
+    that state, the connection sends the next request and then cannot read its answer (ResponseNotReady): the server
+    would act on a request whose answer is lost."""
+    if not resp.isclosed() and resp.length == 0 and not resp.chunked:
+        resp.read()
+    return resp.isclosed()
 
 
 def _read_body(resp, max_body, deadline, stream_until, conn):
