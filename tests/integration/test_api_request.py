@@ -144,7 +144,11 @@ def test_watch_until_returns_the_first_matching_object(lab, tmp_path):
     def flip():
         time.sleep(2.5)
         lab.kubectl("cluster-a", "patch", "configmap", "-n", NS, name, "-p", '{"data":{"ready":"yes"}}')
-    threading.Thread(target=flip, daemon=True).start()
+
+    def on_line(line):
+        # counted from the task's start (not the playbook's): a loaded machine may take seconds to get there
+        if line.startswith("TASK [wait ready]"):
+            threading.Thread(target=flip, daemon=True).start()
     tasks = [
         t("wait ready", path="%s/%s" % (CM, name), watch=True, until="data.ready == 'yes'", timeout=30),
         t("already ready", path="%s/%s" % (CM, name), watch=True, until="data.ready == 'yes'", timeout=5),
@@ -154,7 +158,7 @@ def test_watch_until_returns_the_first_matching_object(lab, tmp_path):
           watch=True, until="status.conditions[?type=='Ready'].status | [0] == 'True'", timeout=10),
     ]
     started = time.monotonic()
-    run = run_playbook(tmp_path, play(lab, "cluster-a", tasks))
+    run = run_playbook(tmp_path, play(lab, "cluster-a", tasks), on_line=on_line)
     wait = run.result("wait ready", "cluster-a")
     assert wait["matched"] is True and wait["event"] == "MODIFIED" and wait["json"]["data"]["ready"] == "yes"
     assert wait["elapsed"] > 0  # MODIFIED (not EXISTING): the match came from the watch, after the change
