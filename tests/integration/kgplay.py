@@ -177,7 +177,20 @@ class FaultForward(TcpForward):
         super().__init__(listen_host, target)
 
     def go_away(self):
+        # shutdown first: close() alone leaves the socket listening while the accept thread is blocked in accept()
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
+        assert wait_for(self._refused, timeout=5), "the forward still accepts connections"
+
+    def _refused(self):
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
 
     def come_back(self):
         self.server = socket.socket()
@@ -338,7 +351,7 @@ def no_traceback(text):
 
 
 
-# ---------------------------------------------------------------------------------------------------- who the server saw
+# ------------------------------------------------------------------------------------------------ who the server saw
 SSR_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 SSR_BODY = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
 ADMIN_SA = ("kube-system", "kubegate-lab-admin")   # the lab's admin token (lab.json admin_token_file)

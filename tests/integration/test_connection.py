@@ -18,8 +18,9 @@ import pytest
 import yaml
 from kgtest import REPO, repo_env
 
-from kgplay import (HERE, PLAYBOOK_BIN, ADMIN_SA, PlayRun, ServiceAccounts, assert_seen_as, assert_unauthorized, cert_identity, conn_token,
-                    lab_inventory, no_traceback, run_playbook, sa_identity, token, whoami_task)
+from kgplay import (ADMIN_SA, HERE, PLAYBOOK_BIN, PlayRun, ServiceAccounts, assert_seen_as, assert_unauthorized,
+                    cert_identity, conn_token, lab_inventory, no_traceback, run_playbook, sa_identity, token,
+                    whoami_task)
 
 VERSION = {"name": "version", "kubegate.multicluster.api_request": {"path": "/version"}, "register": "r",
            "ignore_errors": True}
@@ -79,7 +80,8 @@ def test_client_certificate(lab, tmp_path, clean_env, fastpath):
     c = lab.clusters["cluster-b"]
     conn = {"host": c["server"], "ca_cert": c["ca_file"], "client_cert": c["client_cert_file"],
             "client_key": c["client_key_file"]}
-    info = assert_seen_as(one(tmp_path, conn, env=env, tasks=[WHOAMI]), "cluster-b", cert_identity(c["client_cert_file"]))
+    run = one(tmp_path, conn, env=env, tasks=[WHOAMI])
+    info = assert_seen_as(run, "cluster-b", cert_identity(c["client_cert_file"]))
     assert "system:masters" in info["groups"]
     # cluster-a's admin certificate is signed by another CA: cluster-b authenticates nobody with it
     a = lab.clusters["cluster-a"]
@@ -181,8 +183,8 @@ def test_exec_plugin_and_auth_provider_kubeconfig_users(lab, tmp_path, clean_env
         assert_seen_as(run, "cluster-b", exec_id)
         assert counter.read_text().count("x") >= 2   # the plugin ran (for exec and exec-stale)
         assert_seen_as(run, "cluster-b", oidc_id, task="oidc")
-        msg = assert_unauthorized(run, "cluster-b", "cluster exec-stale", "the token/certificate from the kubeconfig exec plugin",
-                                  task="stale")
+        msg = assert_unauthorized(run, "cluster-b", "cluster exec-stale",
+                                  "the token/certificate from the kubeconfig exec plugin", task="stale")
         assert str(tmp_path / "stale-plugin") in msg
 
 

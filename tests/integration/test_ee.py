@@ -144,9 +144,9 @@ def test_the_collection_as_the_galaxy_stage_installs_it_runs(introspected, lab, 
     doc = subprocess.run([str(BIN / "ansible-doc"), "kubegate.multicluster.pod_exec"], cwd=str(tmp_path), env=env,
                          capture_output=True, text=True, timeout=120)
     assert doc.returncode == 0 and str(installed / "plugins" / "modules" / "pod_exec.py") in doc.stdout, doc.stderr
+    defaults = {"group/kubegate.multicluster.cluster": conn_token(lab, "cluster-b")}
     run = run_playbook(tmp_path, [{"name": "ee", "hosts": "localhost", "gather_facts": False,
-                                   "module_defaults": {"group/kubegate.multicluster.cluster": conn_token(lab, "cluster-b")},
-                                   "tasks": [whoami_task()]}],
+                                   "module_defaults": defaults, "tasks": [whoami_task()]}],
                        "-vvvv", env={"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_COLLECTIONS_PATH": str(collections),
                                     "HOME": str(tmp_path)}, cwd=tmp_path)
     assert "Loading collection kubegate.multicluster from %s" % installed in run.output, run.output[-3000:]

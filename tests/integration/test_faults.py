@@ -27,7 +27,6 @@ import time
 import uuid
 
 import pytest
-import yaml
 
 from kgplay import FaultForward, ServiceAccounts, conn_token, no_traceback, run_playbook, wait_for
 
@@ -292,7 +291,7 @@ def test_apiserver_away_and_back_get_recovers(tmp_path, flaky):
     run = run_playbook(tmp_path, play(conn, task("get", "GET", CM, query=NONE, retries=6)), "-v", on_line=on_line)
     res = run.result("get", "cluster-b")
     assert not res["failed"] and res["status"] == 200 and "items" in res["json"], res.get("msg")
-    assert state["back"] and fwd.requests == 1
+    assert state["back"] and fwd.requests == 1, (fwd.requests, notes(run))
 
 
 def test_resets_during_the_tls_handshake_are_retried_within_the_budget(tmp_path, flaky):

@@ -403,8 +403,8 @@ def _report(message):
 
 
 def _retry_note(cluster, method, path, what, attempt, wait):
-    _report("%s: %s %s %s; retry %d/%d in %.1fs" % (cluster.where, method, path.split("?")[0], what, attempt,
-                                                   cluster.retries, wait))
+    _report("%s: %s %s %s; retry %d/%d in %.1fs"
+            % (cluster.where, method, path.split("?")[0], what, attempt, cluster.retries, wait))
 
 
 def _give_up_note(cluster, method, path, what, attempt):
@@ -508,8 +508,8 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
             # refused or reset while connecting: nothing reached the apiserver yet (a restarting apiserver, a
             # flaky forward); other connect failures (DNS, TLS, timeouts) do not heal by retrying
             transient = e.details.get("unreachable") and ("refused" in e.msg or "connection reset" in e.msg)
-            what = "could not connect (%s)" % ("connection refused" if "refused" in e.msg
-                                                else "connection reset during the TLS handshake")
+            cause = "connection refused" if "refused" in e.msg else "connection reset during the TLS handshake"
+            what = "could not connect (%s)" % cause
             if retryable and attempt < cluster.retries and transient and \
                     (deadline is None or time.monotonic() < deadline):
                 attempt += 1
