@@ -252,21 +252,32 @@ class FaultForward(TcpForward):
         """Pipe client -> apiserver, spotting the HTTP request in the TLS stream: the first application-data record
         longer than 256 bytes (the client's encrypted handshake records without a client certificate are far smaller;
         a request with a bearer token is far larger). Only token-authenticated clients may rely on it. A connection to
-        cut is reset by this thread (the only user of the client socket then) once the apiserver had time to act."""
+        cut is reset by this thread (the only user of the client socket then) one second after the request began,
+        everything the client sent meanwhile forwarded, so the apiserver has the whole request and time to act."""
+        cut_at = None
         try:
             while True:
-                data = client.recv(65536)
+                if cut_at is not None:
+                    client.settimeout(max(0.01, cut_at - time.monotonic()))
+                try:
+                    data = client.recv(65536)
+                except socket.timeout:
+                    break
                 if not data:
                     break
-                upstream.sendall(data)
-                self._count_records(data, state)
-                if state["cut"] and state["request_sent"]:
-                    time.sleep(1.0)
-                    self._reset(client)
-                    upstream.shutdown(socket.SHUT_RDWR)
-                    return
+                self._count_records(data, state)   # before forwarding: the answer must find request_sent set
+                upstream.sendall(data)        # the whole request (a body may follow in its own record)
+                if state["cut"] and state["request_sent"] and cut_at is None:
+                    cut_at = time.monotonic() + 1.0
         except OSError:
             pass
+        if cut_at is not None:
+            self._reset(client)
+            try:
+                upstream.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         try:
             upstream.shutdown(socket.SHUT_WR)
         except OSError:

@@ -55,6 +55,14 @@ def labelled(lab, label):
     return [i["metadata"]["name"] for i in out["items"]]
 
 
+@pytest.fixture
+def label(lab):
+    """A label value for the ConfigMaps a test POSTs; whatever carries it is deleted afterwards, pass or fail."""
+    value = uuid.uuid4().hex[:8]
+    yield value
+    lab.kubectl("cluster-b", "delete", "configmap", "-n", "demo", "-l", "kg-fault=" + value, check=False)
+
+
 def generated_cm(label_value):
     return {"metadata": {"generateName": "kg-fault-", "labels": {"kg-fault": label_value}}, "data": {"a": "1"}}
 
@@ -195,8 +203,7 @@ def test_apf_429_idempotent_calls_are_retried_and_succeed(throttle, tmp_path, me
     assert B in retry[0] and not notes(run, "giving up")
 
 
-def test_apf_429_post_is_sent_once_and_creates_exactly_one_object(lab, throttle, tmp_path):
-    label = uuid.uuid4().hex[:8]
+def test_apf_429_post_is_sent_once_and_creates_exactly_one_object(lab, throttle, tmp_path, label):
     create = task("create", "POST", CM, body=generated_cm(label), retries=10)
     throttle.tight()
     before = throttle.rejected()
@@ -215,7 +222,6 @@ def test_apf_429_post_is_sent_once_and_creates_exactly_one_object(lab, throttle,
     assert run.result("create", "cluster-b")["status"] == 201
     made = labelled(lab, "kg-fault=" + label)
     assert len(made) == 1, made
-    lab.kubectl("cluster-b", "delete", "configmap", "-n", "demo", *made)
 
 
 def test_apf_429_give_up_is_visible_through_the_module_too(throttle, tmp_path):
@@ -312,23 +318,21 @@ def test_resets_during_the_tls_handshake_are_retried_within_the_budget(tmp_path,
     fwd.reset_handshakes = 0
 
 
-def test_lost_answer_get_is_retried_post_is_not_and_exists_once(lab, tmp_path, flaky):
+def test_lost_answer_get_is_retried_post_is_not_and_exists_once(lab, tmp_path, flaky, label):
     fwd, conn = flaky
     fwd.reset_after_request = 1
     run = run_playbook(tmp_path, play(conn, task("get", "GET", CM, query=NONE, retries=3)), "-v")
     res = run.result("get", "cluster-b")
     assert not res["failed"] and res["status"] == 200, res.get("msg")
     assert notes(run, "GET %s lost the connection (" % CM) and fwd.requests == 2
-    label = uuid.uuid4().hex[:8]
     fwd.reset_after_request = 1
     run = run_playbook(tmp_path, play(conn, task("create", "POST", CM, body=generated_cm(label), retries=3)), "-v")
     res = run.result("create", "cluster-b")
-    assert res["failed"] and "broke during POST %s" % CM in res["msg"], res
+    assert res["failed"] and "broke during POST %s" % CM in res["msg"], (fwd.requests, run.output[-3000:])
     assert "not retried because POST is not idempotent: check on the cluster whether the change was applied" \
         in res["msg"]
     assert notes(run, "POST %s lost the connection" % CM)[0].endswith("POST is not idempotent, so it is never retried")
     assert fwd.requests == 3                                   # the POST reached the apiserver once...
     made = labelled(lab, "kg-fault=" + label)
     assert len(made) == 1, made                                # ...which created exactly one object
-    lab.kubectl("cluster-b", "delete", "configmap", "-n", "demo", *made)
     assert no_traceback(run.output)
