@@ -1,14 +1,19 @@
-"""The AWX configuration data (awx/*.yml) is consistent with the repository: templates name playbooks that exist,
-survey variables are ones those playbooks read, schedules name templates and tenants that exist, tenants' inventory
-sources exist, and the credential type never hands a secret input to the job environment or extra vars. No lab."""
+"""The AWX configuration data (awx/*.yml) against the repository. Most checks here are static — they read files:
+templates name playbooks that exist and mention their survey variables, schedules name templates and tenants that
+exist, the credential type declares only file injectors (that those injectors really hand the job files and nothing
+else, and that the jobs run, is proven by test_awx_runner.py with ansible-runner against the lab). One is behaviour:
+the reload template's default limit selects no host of any tenant inventory AWX imports, asked of ansible-inventory
+exactly as the job's --limit would be. No lab."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
 import yaml
 
 import awxjob
-from kgtest import REPO
+from kgtest import REPO, repo_env
 
 AWX = REPO / "awx"
 
@@ -17,7 +22,7 @@ def data():
     return yaml.safe_load((AWX / "job-templates.yml").read_text())
 
 
-def test_job_templates_name_existing_playbooks_and_their_variables():
+def test_static_job_templates_name_existing_playbooks_that_mention_each_survey_variable():
     d = data()
     names = [t["name"] for t in d["kubegate_awx_job_templates"]]
     assert len(names) == len(set(names))
@@ -39,19 +44,28 @@ def test_job_templates_name_existing_playbooks_and_their_variables():
     assert drift["job_type"] == "check" and drift["diff_mode"] is True
 
 
-def test_reload_template_needs_a_deliberate_limit():
+def hosts_selected(source: str, limit: str) -> list[str]:
+    """The hosts `--limit limit` selects from an inventory source, as ansible-inventory (the job's view) reports."""
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-inventory"), "-i", str(REPO / source), "--limit",
+                           limit, "--list"], capture_output=True, text=True, timeout=120, env=repo_env(),
+                          cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr
+    return sorted(json.loads(proc.stdout).get("_meta", {}).get("hostvars", {}))
+
+
+def test_reload_template_default_limit_selects_no_host_of_any_tenant_inventory():
     d = data()
     reload = next(t for t in d["kubegate_awx_job_templates"] if t["playbook"] == "playbooks/reload-ingress.yml")
     assert {**d["kubegate_awx_job_template_defaults"], **reload}["ask_limit_on_launch"] is True
     placeholder = reload["limit"]
-    # the default limit matches no host or group of any committed inventory
-    names = set()
-    for path in (REPO / "inventories").rglob("*.yml"):
-        names |= set(re.findall(r"[A-Za-z0-9_.-]+", path.read_text()))
-    assert placeholder and placeholder not in names
+    assert placeholder
+    for tenant in d["kubegate_awx_tenants"]:
+        # the same inventory does select hosts (so an empty answer means the limit, not a broken source)
+        assert hosts_selected(tenant["source_path"], "all"), tenant["source_path"]
+        assert hosts_selected(tenant["source_path"], placeholder) == [], (tenant["source_path"], placeholder)
 
 
-def test_schedules_and_tenants_refer_to_what_exists():
+def test_static_schedules_and_tenants_name_existing_templates_tenants_and_files():
     d = data()
     templates = {t["name"] for t in d["kubegate_awx_job_templates"]}
     tenants = {t["name"]: t for t in d["kubegate_awx_tenants"]}
@@ -65,7 +79,7 @@ def test_schedules_and_tenants_refer_to_what_exists():
     assert {s["tenant"] for s in d["kubegate_awx_schedules"]} == set(tenants)
 
 
-def test_credential_type_injects_secrets_only_through_files():
+def test_static_credential_type_declares_only_file_injectors():
     ct = awxjob.credential_type()
     fields = {f["id"]: f for f in ct["inputs"]["fields"]}
     assert set(ct["inputs"]["required"]) <= set(fields)

@@ -1,8 +1,11 @@
-"""The execution environment definition renders with `ansible-builder create` (no container engine needed), and the
-rendered context builds what AWX jobs need: Python 3.12, ansible-core 2.21, ansible-runner, this repository's
-collection, its Python libraries and system packages. The galaxy and introspection stages of the build are replayed
-locally on the rendered context (ansible-galaxy from the build's requirements.yml, then the builder's own
-introspect.py), so the dependency lists the image would get are checked, not just the file names. No lab needed."""
+"""The execution environment definition renders with `ansible-builder create` (no container engine needed, so no
+image is built here), and the rendered context holds what AWX jobs need: Python 3.12, ansible-core 2.21,
+ansible-runner, this repository's collection, its Python libraries and system packages. The galaxy and introspection
+stages of the build are replayed locally on the rendered context (ansible-galaxy from the build's requirements.yml,
+then the builder's own introspect.py), so the dependency lists the image would get are checked, not just the file
+names — and the collection exactly as the galaxy stage installs it is run: ansible-doc (the image's own smoke test)
+and a task against the lab apiserver that reports who the apiserver saw, with nothing but that installed copy on the
+collections path."""
 from __future__ import annotations
 
 import os
@@ -14,6 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from kgplay import ADMIN_SA, assert_seen_as, conn_token, run_playbook, sa_identity, whoami_task
 from kgtest import REPO
 
 BIN = REPO / ".venv" / "bin"
@@ -35,7 +39,7 @@ def args(containerfile: str) -> dict:
     return dict(re.findall(r'^ARG (\w+)="(.*)"$', containerfile, re.M))
 
 
-def test_containerfile_has_python312_ansible_core_221_and_the_runner(context):
+def test_rendered_containerfile_pins_python312_ansible_core_221_and_the_runner(context):
     text = (context / "Containerfile").read_text()
     a = args(text)
     assert a["PYCMD"] == "/usr/bin/python3.12" and a["PYPKG"] == "python3.12"
@@ -51,7 +55,7 @@ def test_containerfile_has_python312_ansible_core_221_and_the_runner(context):
     assert "nginx -v" in text and "ansible-doc kubegate.multicluster.pod_exec" in text
 
 
-def test_context_carries_this_repositorys_collection(context):
+def test_context_carries_an_identical_copy_of_this_repositorys_collection(context):
     reqs = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
     local = [c for c in reqs["collections"] if c.get("type") == "dir"]
     assert len(local) == 1
@@ -89,15 +93,15 @@ def introspected(context, tmp_path_factory):
                            str(collections), "--write-pip", str(pip), "--write-bindep", str(bindep)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return pip.read_text(), bindep.read_text()
+    return pip.read_text(), bindep.read_text(), collections
 
 
 def _lines(text):
     return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
 
 
-def test_image_gets_the_collections_python_libraries(introspected):
-    pip, _ = introspected
+def test_introspection_lists_the_collections_python_libraries(introspected):
+    pip, _, _ = introspected
     names = {Requirement(line).name.lower(): Requirement(line) for line in _lines(pip)}
     assert set(names) == {"jmespath", "paramiko"}, pip
     assert "kubegate.multicluster" in pip
@@ -107,15 +111,15 @@ def test_image_gets_the_collections_python_libraries(introspected):
         assert pins[name] in req.specifier, (name, pins[name], str(req))
 
 
-def test_image_gets_nginx_and_the_ssh_client(introspected):
-    _, bindep = introspected
+def test_introspection_lists_nginx_and_the_ssh_client_for_bindep(introspected):
+    _, bindep, _ = introspected
     packages = {line.split()[0]: line for line in _lines(bindep)}
     assert "nginx" in packages and "platform:rpm" in packages["nginx"]
     assert "openssh-clients" in packages and "platform:rpm" in packages["openssh-clients"]
     assert "openssh-client" in packages and "platform:dpkg" in packages["openssh-client"]
 
 
-def test_collection_metadata_points_at_its_requirement_files():
+def test_static_collection_metadata_points_at_its_requirement_files():
     meta = yaml.safe_load((COLL / "meta" / "execution-environment.yml").read_text())
     assert meta["version"] == 1
     assert (COLL / meta["dependencies"]["python"]).is_file() and (COLL / meta["dependencies"]["system"]).is_file()
@@ -127,3 +131,23 @@ def test_collection_metadata_points_at_its_requirement_files():
             used.add(mod)
     assert used and used <= declared, (used, declared)
 
+
+
+def test_the_collection_as_the_galaxy_stage_installs_it_runs(introspected, lab, tmp_path):
+    """No project ansible.cfg, no repository collection: only the galaxy stage's installed copy is loaded."""
+    _, _, collections = introspected
+    installed = collections / "ansible_collections" / "kubegate" / "multicluster"
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\ncollections_path = %s\n" % collections)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update({"ANSIBLE_CONFIG": str(cfg), "HOME": str(tmp_path), "KUBECONFIG": ""})
+    doc = subprocess.run([str(BIN / "ansible-doc"), "kubegate.multicluster.pod_exec"], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert doc.returncode == 0 and str(installed / "plugins" / "modules" / "pod_exec.py") in doc.stdout, doc.stderr
+    defaults = {"group/kubegate.multicluster.cluster": conn_token(lab, "cluster-b")}
+    run = run_playbook(tmp_path, [{"name": "ee", "hosts": "localhost", "gather_facts": False,
+                                   "module_defaults": defaults, "tasks": [whoami_task()]}],
+                       "-vvvv", env={"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_COLLECTIONS_PATH": str(collections),
+                                    "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert "Loading collection kubegate.multicluster from %s" % installed in run.output, run.output[-3000:]
+    assert_seen_as(run, "localhost", sa_identity(*ADMIN_SA))

@@ -2,6 +2,7 @@
 pod by pod -> prove routing with real requests; check mode; idempotence; restore on failure; fan-out over clusters."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -185,15 +186,18 @@ def test_fan_out_over_all_lab_clusters(lab, tmp_path, cluster_c_forward):
 
 def test_an_apiserver_stopped_mid_run_fails_only_its_cluster(lab, tmp_path):
     """cluster-a's kube-apiserver is killed right after its maps were applied; cluster-b still completes and the
-    failure is reported for cluster-a. The lab is rebuilt afterwards."""
+    failure is reported for cluster-a. The lab is rebuilt afterwards, and cluster-a then holds nothing half-applied:
+    the complete new maps, the intact rollback copy (saying there were none before) and no pod serving them."""
     for name in ("cluster-a", "cluster-b"):
         reset(lab, name)
     hosts = {}
+    killed = "killed-" + uuid.uuid4().hex[:6]      # a value no earlier rollout could have left in cluster-a's pods
     for name in ("cluster-a", "cluster-b"):
         c = lab.clusters[name]
         hosts[name] = {"kubegate_tenant": c["tenant"], "kubegate_host": c["server"], "kubegate_ca_cert": c["ca_file"],
                        "kubegate_token": "{{ lookup('file', '%s') }}" % c["admin_token_file"],
-                       "kubegate_routing_maps": maps("canary-" + name), "kubegate_sync_timeout": 16,
+                       "kubegate_routing_maps": maps(killed if name == "cluster-a" else "canary-" + name),
+                       "kubegate_sync_timeout": 16,
                        "kubegate_retries": 1, "kubegate_timeout": 5}
     inventory = lab_inventory(tmp_path, hosts)
     apiserver = subprocess.run(["pgrep", "-f", "kube-apiserver .*--bind-address=127.0.0.11 "], capture_output=True,
@@ -230,3 +234,24 @@ def test_an_apiserver_stopped_mid_run_fails_only_its_cluster(lab, tmp_path):
             proc.kill()
         subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "lab/labctl.py"), "up"], check=True,
                        capture_output=True, timeout=300)
+    # cluster-a afterwards: the ConfigMap holds exactly what nginx_map applied, the rollback copy is intact, and no
+    # pod serves the new maps (the rollout never reached a reload), all pods alike
+    applied = [r for r in records if r["host"] == "cluster-a" and r["task"].startswith("Render, validate and apply")]
+    assert applied and applied[0]["status"] == "ok", applied
+    cm = lab.get_json("cluster-a", "get", "configmap", "-n", "ingress-nginx", CM)
+    text = cm["data"][applied[0]["result"]["key"]]
+    assert hashlib.sha256(text.encode()).hexdigest() == applied[0]["result"]["sha256"] and killed in text
+    saved = lab.get_json("cluster-a", "get", "configmap", "-n", "ingress-nginx", CM + "-previous")["metadata"]
+    assert saved["annotations"]["kubegate.io/previous-state"] == "absent", saved
+    assert saved["annotations"]["kubegate.io/previous-of"] == CM + "@absent", saved
+    pods = lab.ingress_pods("cluster-a")
+    assert len(pods) == 2, pods
+
+    def served_by(pod):
+        import urllib.error
+        try:
+            return routed(lab, "cluster-a", pod, "v2")
+        except urllib.error.HTTPError as e:     # no kubegate routing loaded at all in that pod
+            return "HTTP %d" % e.code
+    served = {served_by(pod) for pod in pods}
+    assert len(served) == 1 and killed not in served, served

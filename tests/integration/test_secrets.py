@@ -4,12 +4,15 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kgplay import run_playbook, token
+
+REJECTED = "kg-rejected-" + uuid.uuid4().hex    # a token the apiserver refuses: it must not be shown either
 
 
 def key_material(lab, cluster):
@@ -69,6 +72,9 @@ def test_no_token_or_key_material_at_vvvv(lab, tmp_path, fastpath):
          "ignore_errors": True},
         {"name": "token 404", "kubegate.multicluster.api_request": {**token_conn, "path": "/api/v1/namespaces/zz-none"},
          "ignore_errors": True},
+        {"name": "token 401", "kubegate.multicluster.api_request": {**token_conn, "path": "/version",
+                                                                     "api_key": REJECTED},
+         "ignore_errors": True},
         {"name": "kubeconfig ok", "kubegate.multicluster.api_request": {**kubeconfig_conn, "path": "/version"}},
         {"name": "kubeconfig write diff", "kubegate.multicluster.api_request":
          {**kubeconfig_conn, "method": "POST", "path": "/api/v1/namespaces/demo/configmaps",
@@ -77,12 +83,15 @@ def test_no_token_or_key_material_at_vvvv(lab, tmp_path, fastpath):
          {**token_conn, "namespace": "demo", "service": "echo", "port": "http"}},
     ]
     play = [{"name": "leak check", "hosts": "cluster-b", "gather_facts": False, "tasks": tasks}]
-    needles = key_material(lab, "cluster-b")
+    needles = key_material(lab, "cluster-b") + [REJECTED]
     with ArgvWatcher(needles) as watcher:
         run = run_playbook(tmp_path, play, "-vvvv", "--check", "--diff", env={"KUBEGATE_NO_FASTPATH": fastpath})
     assert run.status("token ok", "cluster-b") == "ok", run.output[-3000:]
     assert run.status("kubeconfig write diff", "cluster-b") == "ok", run.output[-3000:]
     assert run.status("token error", "cluster-b") == "failed"
+    # a rejected token: the 401 says which kind of credential was sent, never its value
+    rejected = run.result("token 401", "cluster-b")
+    assert rejected["failed"] and rejected["status"] == 401 and "Sent: a bearer token" in rejected["msg"]
     assert "ansible-playbook" in run.output and "Loading collection kubegate.multicluster" in run.output  # -vvvv
     for needle in needles:
         assert needle not in run.output, "secret material in -vvvv output"

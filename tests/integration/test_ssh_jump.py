@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from kgplay import no_traceback, run_playbook, token
+from kgplay import (ADMIN_SA, assert_seen_as, assert_unauthorized, no_traceback, run_playbook, sa_identity, token,
+                    whoami_task)
 from kgtest import REPO
 
 
@@ -32,7 +33,9 @@ def keygen(path):
 
 
 def test_api_and_exec_through_the_jump_host_with_tls_verified(lab, tmp_path):
-    tasks = [{"name": "version", "kubegate.multicluster.api_request": {"path": "/version"}},
+    tasks = [whoami_task(),
+             whoami_task("wrong token", api_key="kg-wrong-token"),
+             {"name": "version", "kubegate.multicluster.api_request": {"path": "/version"}},
              {"name": "exec", "kubegate.multicluster.pod_exec": {
                  "namespace": "ingress-nginx", "label_selector": "app.kubernetes.io/name=ingress-nginx",
                  "command": ["nginx", "-t"], "read_only": True}},
@@ -43,6 +46,10 @@ def test_api_and_exec_through_the_jump_host_with_tls_verified(lab, tmp_path):
     for fastpath in ("0", "1"):
         run = run_playbook(tmp_path, play, env={"KUBEGATE_NO_FASTPATH": fastpath})
         assert run.result("version", "cluster-c")["json"]["gitVersion"].startswith("v1."), run.output[-3000:]
+        # cluster-c itself authenticated the token sent through the jump host; a wrong one is a clear 401
+        assert_seen_as(run, "cluster-c", sa_identity(*ADMIN_SA))
+        assert_unauthorized(run, "cluster-c", lab.clusters["cluster-c"]["server"].split("//")[1], "a bearer token",
+                            task="wrong token")
         assert all(r["rc"] == 0 for r in run.result("exec", "cluster-c")["results"])
         assert run.result("echo", "cluster-c")["json"]["cluster"] == "cluster-c"
         assert Path(lab.desc["edge"]["key_file"]).read_text().splitlines()[1] not in run.output

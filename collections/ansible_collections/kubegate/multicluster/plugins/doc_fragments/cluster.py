@@ -146,7 +146,7 @@ options:
     description:
       - How many times an idempotent request (GET, HEAD, OPTIONS) is retried after HTTP 429/503, a connection reset or
         a refused connection, with exponential backoff and jitter, honouring C(Retry-After) (capped at 30 seconds).
-        Writes are never retried blindly.
+        Writes are never retried blindly. Each retry and each give-up is shown at C(-v).
     type: int
     default: 3
   fanout:

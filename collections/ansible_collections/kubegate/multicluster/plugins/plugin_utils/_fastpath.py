@@ -18,14 +18,17 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.errors import (
     FANOUT_REFUSED, KubegateError, internal_error_message)
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.module import NOTES_KEY
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.runner import Context
 from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.spec import module_spec
 
 COLLECTION = "kubegate.multicluster"
+display = Display()
 
 
 def _plain(value):
@@ -91,6 +94,8 @@ class FastPathAction(ActionBase):
             wrap_async = self._task.async_val and not self._connection.has_native_async
             result = merge_hash(result, self._execute_module(module_name="%s.%s" % (COLLECTION, self.MODULE),
                                                              task_vars=task_vars, wrap_async=wrap_async))
+            for note in result.pop(NOTES_KEY, None) or ():
+                self._show_note(note)
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
@@ -124,6 +129,7 @@ class FastPathAction(ActionBase):
         """Run the module's runner with validated params in this process (thread-safe: used by the fan-out pool).
         Returns (result without `invocation`, the values to hide from it)."""
         ctx = Context(check_mode=bool(self._task.check_mode), diff=bool(self._task.diff), env=self._task_env)
+        ctx.on_note = self._show_note
         try:
             out = type(self).runner(validated.params, ctx)
         except KubegateError as e:
@@ -140,6 +146,10 @@ class FastPathAction(ActionBase):
         if validated.deprecations:
             out["deprecations"] = list(validated.deprecations)
         return out, secrets
+
+    def _show_note(self, message):
+        """A retry or give-up of the transport, shown at -v as it happens (the module path shows it afterwards)."""
+        display.v("kubegate: %s" % message, host=self._play_context.remote_addr or None)
 
     @property
     def _task_env(self):

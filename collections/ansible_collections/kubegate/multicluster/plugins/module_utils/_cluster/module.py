@@ -16,6 +16,8 @@ from .errors import FANOUT_REFUSED, KubegateError, internal_error_message
 from .runner import Context
 from .spec import module_spec
 
+NOTES_KEY = "_kubegate_notes"
+
 
 def run_module(name, runner):
     module = AnsibleModule(supports_check_mode=True, **module_spec(name))
@@ -31,9 +33,14 @@ def run_module(name, runner):
         for warning in ctx.warnings:
             module.warn(warning)
         if isinstance(e, KubegateError):
-            module.fail_json(**e.result())
-        module.fail_json(msg=internal_error_message(name, e))
+            module.fail_json(**dict(e.result(), **_notes(ctx)))
+        module.fail_json(msg=internal_error_message(name, e), **_notes(ctx))
     module.no_log_values.update(ctx.secrets)
     for warning in ctx.warnings:
         module.warn(warning)
-    module.exit_json(**result)
+    module.exit_json(**dict(result, **_notes(ctx)))
+
+
+def _notes(ctx):
+    """The transport's notes (retries, give-ups) for the action plugin to display at -v (it removes the key)."""
+    return {NOTES_KEY: list(ctx.notes)} if ctx.notes else {}

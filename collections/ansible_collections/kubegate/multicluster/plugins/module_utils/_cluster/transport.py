@@ -5,7 +5,8 @@
 name override (SNI + the name verified — the right fix for tunnels), client certificates, bearer tokens (token files
 re-read per request, exec plugins cached until expiry), impersonation, HTTP CONNECT proxies, connect/read timeouts,
 keep-alive connections pooled per process, and retries with backoff + jitter on 429/503/connection resets for
-idempotent requests only (honouring Retry-After). Nothing here logs or returns a credential.
+idempotent requests only (honouring Retry-After). Each retry and each give-up is reported to the task's reporter
+(report_to) so the user sees it at -v. Nothing here logs or returns a credential.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -39,6 +40,7 @@ MAX_RETRY_AFTER = 30.0
 USER_AGENT = "kubegate.multicluster/0.1"
 
 _CONTEXTS = {}
+_REPORTER = threading.local()   # per thread: the running task's note callback (the fan-out runs tasks in threads)
 _FORWARDED = {}   # id(socket) -> (ssh forward, local port) while a TLS handshake is pending
 _POOL = {}
 _LOCK = threading.Lock()
@@ -386,6 +388,41 @@ def secret_values(cluster):
     return values
 
 
+# ---------------------------------------------------------------------------------------------------------------- reporting
+
+def report_to(callback):
+    """Send this thread's retry / give-up notes to `callback(message)` (None: drop them). Called once per task when
+    it connects (runner.connect), so the notes reach that task's output (-v) whichever way the task runs."""
+    _REPORTER.callback = callback
+
+
+def _report(message):
+    callback = getattr(_REPORTER, "callback", None)
+    if callback is not None:
+        callback(message)
+
+
+def _retry_note(cluster, method, path, what, attempt, wait):
+    _report("%s: %s %s %s; retry %d/%d in %.1fs"
+            % (cluster.where, method, path.split("?")[0], what, attempt, cluster.retries, wait))
+
+
+def _give_up_note(cluster, method, path, what, attempt):
+    if method not in IDEMPOTENT:
+        why = "%s is not idempotent, so it is never retried" % method
+    elif attempt >= cluster.retries:
+        why = "giving up after %d retr%s (retries option)" % (attempt, "y" if attempt == 1 else "ies")
+    else:
+        why = "giving up: the task's time budget does not allow another attempt"
+    _report("%s: %s %s %s; %s" % (cluster.where, method, path.split("?")[0], what, why))
+
+
+def _status_what(response):
+    after = response.headers.get("retry-after")
+    return "got %s %s%s" % (response.status, response.reason or "",
+                            " (Retry-After: %s)" % after if after else "")
+
+
 # ---------------------------------------------------------------------------------------------------------------- requests
 
 def _backoff(attempt, retry_after=None):
@@ -468,11 +505,20 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
             result = Response(resp.status, resp.reason, rheaders, data, truncated)
         except KubegateError as e:
             conn.close()
-            if retryable and attempt < cluster.retries and e.details.get("unreachable") and \
-                    "refused" in e.msg and (deadline is None or time.monotonic() < deadline):
+            # refused or reset while connecting: nothing reached the apiserver yet (a restarting apiserver, a
+            # flaky forward); other connect failures (DNS, TLS, timeouts) do not heal by retrying
+            transient = e.details.get("unreachable") and ("refused" in e.msg or "connection reset" in e.msg)
+            cause = "connection refused" if "refused" in e.msg else "connection reset during the TLS handshake"
+            what = "could not connect (%s)" % cause
+            if retryable and attempt < cluster.retries and transient and \
+                    (deadline is None or time.monotonic() < deadline):
                 attempt += 1
-                time.sleep(_backoff(attempt))
+                wait = _backoff(attempt)
+                _retry_note(cluster, method, path, what, attempt, wait)
+                time.sleep(wait)
                 continue
+            if transient:
+                _give_up_note(cluster, method, path, what, attempt)
             raise
         except socket.timeout:
             conn.close()
@@ -483,24 +529,46 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
             reason = _os_reason(e) if isinstance(e, (OSError, socket.error)) else (type(e).__name__ + " " + str(e))
             if conn.reused and retryable:
                 continue  # a stale keep-alive connection; try once more on a fresh one (not counted)
-            if retryable and attempt < cluster.retries:
+            what = "lost the connection (%s)" % reason.strip()
+            if retryable and attempt < cluster.retries and (deadline is None or time.monotonic() < deadline):
                 attempt += 1
-                time.sleep(_backoff(attempt))
+                wait = _backoff(attempt)
+                _retry_note(cluster, method, path, what, attempt, wait)
+                time.sleep(wait)
                 continue
-            raise KubegateError("%s: the connection to %s:%s broke during %s %s: %s"
-                                % (cluster.where, cluster.host, cluster.port, method, path, reason.strip()),
+            _give_up_note(cluster, method, path, what, attempt)
+            if retryable:
+                advice = "after %d retr%s; check that the apiserver is up and the network path is stable" % (
+                    attempt, "y" if attempt == 1 else "ies")
+            else:
+                advice = ("not retried because %s is not idempotent: check on the cluster whether the change was "
+                          "applied before running the task again" % method)
+            raise KubegateError("%s: the connection to %s:%s broke during %s %s: %s (%s)"
+                                % (cluster.where, cluster.host, cluster.port, method, path, reason.strip(), advice),
                                 unreachable=True)
-        if resp.will_close or stream_until:
+        if resp.will_close or stream_until or not _finished(resp):
             conn.close()
         else:
             _give_back(pool_key, conn)
-        if retryable and result.status in RETRY_STATUS and attempt < cluster.retries:
+        if result.status in RETRY_STATUS:
             wait = _backoff(attempt + 1, _retry_after(result.headers))
-            if deadline is None or time.monotonic() + wait < deadline:
+            if retryable and attempt < cluster.retries and (deadline is None or time.monotonic() + wait < deadline):
                 attempt += 1
+                _retry_note(cluster, method, path, _status_what(result), attempt, wait)
                 time.sleep(wait)
                 continue
+            _give_up_note(cluster, method, path, _status_what(result), attempt)
         return result
+
+
+def _finished(resp):
+    """Whether the response is complete and released, so its connection may carry the next request. http.client's
+    read1() leaves a response whose body was read to the last byte open (it closes only on a later read); reused in
+    that state, the connection sends the next request and then cannot read its answer (ResponseNotReady): the server
+    would act on a request whose answer is lost."""
+    if not resp.isclosed() and resp.length == 0 and not resp.chunked:
+        resp.read()
+    return resp.isclosed()
 
 
 def _read_body(resp, max_body, deadline, stream_until, conn):
@@ -541,5 +609,29 @@ def check_status(cluster, method, path, response, accepted=None):
     """Raise the mapped KubegateError unless the status is accepted (default: 2xx)."""
     ok = response.status in accepted if accepted else 200 <= response.status < 300
     if not ok:
-        raise http_error(cluster.where, method, path.split("?")[0], response.status, response.body, response.reason)
+        error = http_error(cluster.where, method, path.split("?")[0], response.status, response.body, response.reason)
+        if response.status == 401:
+            # say which credential was rejected (never its value), or that none was sent at all
+            error = KubegateError("%s Sent: %s." % (error.msg, credential_description(cluster)), **error.details)
+        raise error
     return response
+
+
+def credential_description(cluster):
+    """Which credential a request to this cluster carries, in words (no secret values), for 401 messages."""
+    if cluster.token:
+        what = "a bearer token (api_key, or the kubeconfig user's token)"
+    elif cluster.token_file:
+        what = "the bearer token read from %s" % cluster.token_file
+    elif cluster.exec_config:
+        what = "the token/certificate from the kubeconfig exec plugin %s" % cluster.exec_config.get("command")
+    elif cluster.cert_file:
+        what = "the client certificate %s" % cluster.cert_file
+    elif cluster.cert_data:
+        what = "the kubeconfig user's client certificate (client-certificate-data)"
+    else:
+        return ("no credential at all: nothing gave a token or client certificate for this cluster; set api_key "
+                "(K8S_AUTH_API_KEY) or client_cert/client_key, or use a kubeconfig context whose user has credentials")
+    if cluster.impersonate_user:
+        what += ", impersonating %s" % cluster.impersonate_user
+    return what
