@@ -653,7 +653,6 @@ def test_removed_caller_loses_open_streams_within_the_bound(gw, lab):
     try:
         run = gw.play(callers=with_dave, gateway_worker_shutdown_timeout=bound)
         assert run.rc == 0, run.output[-3000:]
-        assert "worker_shutdown_timeout %ds;" % bound in (gw.nginx.main_conf_dir / "kubegate-gateway-main.conf").read_text()
         status, resp, conn, watch_ended = open_watch(gw, "dave")
         assert status == 200
         pod = lab.ingress_pods("cluster-b")[0]
@@ -676,6 +675,8 @@ def test_removed_caller_loses_open_streams_within_the_bound(gw, lab):
             assert ended - reloaded <= bound + 10
             exe.wait(timeout=max(1, bound + 10 - (time.monotonic() - reloaded)))
             assert exe.returncode != 0
+            main = (gw.nginx.main_conf_dir / "kubegate-gateway-main.conf").read_text()
+            assert "worker_shutdown_timeout %ds;" % bound in main
         finally:
             if exe.poll() is None:
                 exe.kill()
