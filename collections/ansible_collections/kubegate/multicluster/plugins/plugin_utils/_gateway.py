@@ -261,8 +261,8 @@ def _check_callers(gw_host: str, callers, caller_ca: str, impersonate_default: b
         names.add(name)
         unknown = sorted(str(k) for k in caller if k not in CALLER_KEYS)
         if unknown:
-            c.add(gw_host, "%s: unknown key(s) %s; allowed: %s" % (where, ", ".join(show(k) for k in unknown),
-                                                                  ", ".join(CALLER_KEYS)))
+            shown = ", ".join(show(k) for k in unknown)
+            c.add(gw_host, "%s: unknown key(s) %s; allowed: %s" % (where, shown, ", ".join(CALLER_KEYS)))
         token = _text(caller.get("token"))
         if token and not TOKEN_RE.match(token):
             c.add(gw_host, "%s: token must be 16 to 8192 characters of A-Z a-z 0-9 . _ ~ + / = - (value not shown)"
