@@ -327,7 +327,7 @@ def _pick(hv: Mapping, *names):
     return names[-1], None
 
 
-def _check_cluster(h: str, hv: Mapping, group: str, non_tenant: list, data_dir: str, c: _Checker):
+def _check_cluster(h: str, hv: Mapping, group: str, non_tenant: list, c: _Checker):
     """One cluster host; returns (cluster, token or None, client files) or None when it is not behind the gateway."""
     server_var, server = _pick(hv, "kubegate_gateway_server", "kubegate_host")
     groups = [g for g in (hv.get("group_names") or []) if g not in ["all", "ungrouped", group] + list(non_tenant)]
@@ -420,7 +420,7 @@ def model(hosts, hostvars: Mapping, settings: Mapping, gateway_host: str = "", g
         if _pick(hv, "kubegate_gateway_server", "kubegate_host")[1] is None:
             skipped.append("%s (no kubegate_host or kubegate_gateway_server)" % h)
             continue
-        checked = _check_cluster(h, hv, group, non_tenant, data_dir, c)
+        checked = _check_cluster(h, hv, group, non_tenant, c)
         if checked is None:
             continue
         cluster, token, files = checked
