@@ -9,8 +9,9 @@ per_task (`--only per_task`, or variant names): median seconds per task for N se
   same token and CA everywhere), for kubegate.multicluster.api_request, ansible.builtin.uri, kubernetes.core.k8s_info (one object) and `kubectl get --raw`.
   Per-task time = (time of a playbook with N+1 tasks - time of the same playbook with 1 task) / N, so interpreter start,
   inventory and playbook parsing are not counted; each variant is run `--rounds` times and the median kept.
-gateway: latency of `GET /version` direct vs through the pass-through gateway, and requests/second through it
-  (see bench/gateway.py). `--only gateway` runs just this section.
+gateway: latency of `GET /version` direct vs through the pass-through gateway, requests/second through it, and
+  per-tenant fairness (the quiet tenant's p50/p99 under a noisy tenant's load, `gateway.fairness`; see bench/gateway.py).
+  `--only gateway` runs just this section.
 Each run replaces only the sections it measured in latest.json; the others are kept.
 All Ansible variants run with the same ansible-core (the bench virtualenv, which also carries kubernetes.core from
 PyPI's `ansible` package).

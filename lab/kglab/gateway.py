@@ -1,7 +1,8 @@
 """A dedicated nginx instance for the pass-through gateway on the controller (tests, bench, demos).
 
 It never touches the system nginx or the pods' nginx: its own prefix, main config, pid file and logs under
-.lab/gateway-<name>/. The main config includes conf.d/*.conf, where role `gateway` writes the site; the role reloads
+.lab/gateway-<name>/. The main config includes conf.d/*.conf (http context), where role `gateway` writes the site,
+and main.d/*.conf (top level, like Debian's modules-enabled), where it writes worker_shutdown_timeout; the role reloads
 it with `reload_command()` and tests it with `test_command()`.
 PKI: a gateway CA with a serving certificate for the listener and a caller CA for caller client certificates.
 """
@@ -22,6 +23,7 @@ NGINX = "/usr/sbin/nginx"
 
 MAIN_CONF = """# kubegate lab: the gateway's own nginx (prefix {dir})
 pid {dir}/run/nginx.pid;
+include {dir}/main.d/*.conf;
 error_log {dir}/logs/error.log info;
 worker_processes {workers};
 events {{
@@ -54,6 +56,7 @@ class LabGateway:
         self.workers = workers
         self.conf = self.dir / "nginx.conf"
         self.conf_dir = self.dir / "conf.d"
+        self.main_conf_dir = self.dir / "main.d"
         self.data_dir = self.dir / "data"
         self.pki = self.dir / "pki"
         self.audit_log = self.dir / "logs" / "audit.log"
@@ -67,7 +70,7 @@ class LabGateway:
     def prepare(self):
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        for sub in ("conf.d", "data", "logs", "run", "tmp", "pki"):
+        for sub in ("conf.d", "main.d", "data", "logs", "run", "tmp", "pki"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         ca = pki.CA(self.pki, "gateway-ca", "kubegate-lab-gateway-ca")
         ca.issue("gateway", "kubegate-gateway", dns=["localhost", "kubegate-gateway"], ips=[self.host], server=True)
@@ -90,6 +93,7 @@ class LabGateway:
     def role_vars(self) -> dict:
         """Role `gateway` variables for this instance."""
         return {"gateway_listen": [f"{self.host}:{self.port}"], "gateway_conf_dir": str(self.conf_dir),
+                "gateway_main_conf_dir": str(self.main_conf_dir),
                 "gateway_data_dir": str(self.data_dir), "gateway_audit_log": str(self.audit_log),
                 "gateway_health_socket": str(self.health_socket),
                 "gateway_tls_cert": str(self.pki / "gateway.crt"), "gateway_tls_key": str(self.pki / "gateway.key"),
