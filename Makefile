@@ -20,7 +20,8 @@ help:
 	@echo "make bench     benchmarks against the lab, written to bench/results/latest.json"
 	@echo "make lane-221  the ansible-core 2.21 lane (Python 3.12, .venv-221): unit, integration smoke set, sanity"
 	@echo "make ee        build the execution environment image kubegate-ee:0.1.0 (podman, local base image)"
-	@echo "make ee-test   build it (if needed) and run a reload job in it against the lab (ansible-runner, podman)"
+	@echo "make ee-test   build it (if needed) and run a reload job in it against the lab (ansible-runner, podman);"
+	@echo "               make test EE=1 includes it"
 
 # System packages and the lab's Go-built binaries (both idempotent and cached).
 deps:
@@ -108,8 +109,9 @@ unit: venv
 lab-test: lab
 	@$(PYTEST) -q tests/lab
 
+# test_ee_image.py builds the execution environment image (about 6 minutes cold): `make ee-test` or `make test EE=1`
 integration: lab
-	@$(PYTEST) -q tests/integration
+	@$(PYTEST) -q tests/integration --ignore=tests/integration/test_ee_image.py
 
 lint: venv
 	@ansible-lint --offline -q
@@ -126,6 +128,7 @@ test: deps venv
 	@$(MAKE) --no-print-directory lab-test integration
 	@$(MAKE) --no-print-directory molecule lint sanity
 	@$(MAKE) --no-print-directory lane-221
+	@$(if $(filter 1,$(EE)),$(MAKE) --no-print-directory ee-test,echo "(execution environment image not built: make ee-test, or make test EE=1)")
 
 bench: lab bench-venv
 	@$(PY) bench/run.py
