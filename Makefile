@@ -62,7 +62,8 @@ SMOKE_221 := tests/integration/test_ansible_lane.py \
              tests/integration/test_pod_exec.py::test_single_and_multi_pod_exec_with_stdin_large_output_and_rc \
              tests/integration/test_nginx_map.py::test_apply_idempotence_check_diff_and_restore \
              tests/integration/test_reload_ingress.py::test_rollout_check_mode_and_idempotence_on_one_cluster \
-             tests/integration/test_inventory_plugin.py
+             tests/integration/test_inventory_plugin.py \
+             tests/integration/test_collection_build.py
 
 lane-221: venv-221 lab
 	@echo "== lane 2.21: unit tests ($$($(PY221) -c 'import importlib.metadata as m, platform; print("ansible-core", m.version("ansible-core"), "on Python", platform.python_version())'))"
