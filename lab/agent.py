@@ -5,7 +5,12 @@ For every Running pod of the ingress Deployment it
   * creates a kwok `Exec` object (owned by the pod) so `kubectl exec` / websocket exec through the apiserver runs local
     processes in the pod's directory, where `nginx` (lab/shim/nginx) addresses that pod's nginx;
   * emulates the ConfigMap volume: the data of ConfigMap `kubegate-nginx-map` is copied into the pod's `conf.d/` after
-    a sync delay (like the kubelet's periodic sync), atomically, file by file; keys that disappear are removed.
+    a sync delay (like the kubelet's periodic sync), atomically, file by file; keys that disappear are removed;
+  * plays the container runtime's log driver: new lines of the pod's real nginx access log (as stdout) and error log
+    (as stderr) are appended to the container's log file in the CRI format the kubelet reads
+    (`<RFC 3339 time> stdout|stderr F <line>`, like ingress-nginx, whose nginx logs to /dev/stdout and /dev/stderr),
+    and a kwok `Logs` object (owned by the pod) points kwok at that file, so `GET .../pods/POD/log` (also `follow`)
+    returns what the pod's nginx really logged;
 Pods that go away get their nginx stopped and their directory removed.
 """
 from __future__ import annotations
@@ -18,6 +23,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +33,14 @@ NAMESPACE = "ingress-nginx"
 SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 CONFIGMAP = "kubegate-nginx-map"
 NGINX = "/usr/sbin/nginx"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+# The container's log file (what a container runtime writes under /var/log/pods) and where it has shipped up to.
+CONTAINER_LOG = "logs/container.log"
+SHIPPED = "logs/.shipped.json"
+# nginx's own log files and the container stream each one stands for.
+NGINX_STREAMS = (("logs/access.log", "stdout"), ("logs/error.log", "stderr"))
+SHIP_INTERVAL = 0.1
+SHIP_CHUNK = 1 << 20
 
 NGINX_CONF = """# kubegate lab: nginx of pod {namespace}/{pod} in {cluster}
 worker_processes 1;
@@ -133,14 +147,50 @@ class Agent:
                 {"name": "KUBEGATE_LAB_HTTP", "value": f"http://{self.args.listen_ip}:{port}"},
             ]}}]},
         }
-        status, _ = self.api.call("POST", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/execs", exec_obj)
-        if status == 409:
-            self.api.call("PUT", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/execs/{name}", exec_obj)
-        elif status >= 300:
-            self.log(f"pod {name}: creating its Exec failed with HTTP {status}")
-        self.state["pods"][name] = {"uid": uid, "port": port, "dir": str(d), "synced_rv": self.cm_rv, "ip": pod_ip}
+        self.put_kwok_object("execs", exec_obj)
+        info = {"uid": uid, "port": port, "dir": str(d), "synced_rv": self.cm_rv, "ip": pod_ip}
+        self.state["pods"][name] = info
+        self.wire_logs(pod, info)
         self.save()
-        self.log(f"pod {name}: nginx on {self.args.listen_ip}:{port}, exec wired")
+        self.log(f"pod {name}: nginx on {self.args.listen_ip}:{port}, exec and logs wired")
+
+    def put_kwok_object(self, plural: str, obj: dict) -> bool:
+        name = obj["metadata"]["name"]
+        status, _ = self.api.call("POST", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/{plural}", obj)
+        if status == 409:
+            status, _ = self.api.call("PUT", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}",
+                                      {**obj, "metadata": {**obj["metadata"], "resourceVersion": self.rv(plural, name)}})
+        if status >= 300:
+            self.log(f"pod {name}: creating its kwok {plural} object failed with HTTP {status}")
+            return False
+        return True
+
+    def rv(self, plural: str, name: str) -> str | None:
+        status, obj = self.api.call("GET", f"/apis/kwok.x-k8s.io/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}")
+        return obj["metadata"]["resourceVersion"] if status == 200 else None
+
+    # ---- logs ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def container_of(pod: dict) -> str:
+        """The container whose output nginx is: the default-container annotation, else the first container."""
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        wanted = (pod["metadata"].get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+        return wanted if wanted in names else names[0]
+
+    def wire_logs(self, pod: dict, info: dict):
+        """The container log file and the kwok Logs object pointing at it (idempotent: also for pods an older agent
+        started, so a restarted agent wires the logs of pods that are already running)."""
+        name = pod["metadata"]["name"]
+        d = Path(info["dir"])
+        (d / CONTAINER_LOG).touch()
+        logs_obj = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+            "metadata": {"name": name, "namespace": NAMESPACE,
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name,
+                                              "uid": pod["metadata"]["uid"]}]},
+            "spec": {"logs": [{"containers": [self.container_of(pod)], "logsFile": str(d / CONTAINER_LOG)}]},
+        }
+        info["logs_wired"] = self.put_kwok_object("logs", logs_obj)
 
     def stop_pod(self, name: str):
         info = self.state["pods"].pop(name, None)
@@ -215,10 +265,26 @@ class Agent:
         for name, pod in live.items():
             if name not in self.state["pods"]:
                 self.start_pod(pod)
+            elif not self.state["pods"][name].get("logs_wired"):
+                self.wire_logs(pod, self.state["pods"][name])
+                self.save()
+
+    def ship_logs(self):
+        """The log driver's loop (a thread): every SHIP_INTERVAL, append each pod's new nginx log lines to its
+        container log. Only complete lines are shipped; offsets persist in the pod's directory, so a restarted agent
+        neither repeats nor loses lines."""
+        while self.running:
+            for info in list(self.state["pods"].values()):
+                try:
+                    ship(Path(info["dir"]))
+                except (OSError, ValueError) as e:   # a pod going away while shipping
+                    self.log(f"shipping logs of {info['dir']} failed: {e}")
+            time.sleep(SHIP_INTERVAL)
 
     def run(self):
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log("agent started")
+        threading.Thread(target=self.ship_logs, name="log-driver", daemon=True).start()
         while self.running:
             try:
                 self.poll_configmap()
@@ -230,6 +296,47 @@ class Agent:
         for name in list(self.state["pods"]):
             self.stop_pod(name)
         self.log("agent stopped")
+
+
+def cri_time() -> str:
+    """Now in RFC 3339 with sub-second digits, UTC: the timestamp format of the CRI log format."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def ship(d: Path):
+    """Append the new complete lines of the pod's nginx logs to its container log, in the CRI log format."""
+    if not (d / CONTAINER_LOG).exists():
+        return
+    marks = d / SHIPPED
+    offsets = json.loads(marks.read_text()) if marks.exists() else {}
+    out = []
+    for rel, stream in NGINX_STREAMS:
+        path = d / rel
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        pos = offsets.get(rel, 0)
+        if size < pos:          # rotated or truncated: start over
+            pos = 0
+        if size == pos:
+            continue
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read(min(size - pos, SHIP_CHUNK))
+        end = data.rfind(b"\n")
+        if end < 0:
+            continue
+        stamp = cri_time().encode()
+        out.extend(b"%s %s F %s\n" % (stamp, stream.encode(), line) for line in data[:end].split(b"\n"))
+        offsets[rel] = pos + end + 1
+    if out:
+        with open(d / CONTAINER_LOG, "ab") as f:
+            f.write(b"".join(out))
+        tmp = marks.with_suffix(".tmp")
+        tmp.write_text(json.dumps(offsets))
+        tmp.replace(marks)
 
 
 def main():

@@ -113,14 +113,31 @@ build_kwok() {
   ln -sfn "$v" "$CACHE/share/kwok-crds/current"
 }
 
+# The Gateway API CRDs, standard channel (every lab cluster installs them: lab/kglab/gateway_api.py). Only the YAML
+# files are taken from the module; nothing is built.
+fetch_gateway_api() {
+  local v=$GATEWAY_API_VERSION dest=$CACHE/share/gateway-api-crds/$GATEWAY_API_VERSION
+  if [ ! -f "$dest/gateway.networking.k8s.io_httproutes.yaml" ]; then
+    log "gateway-api $v: taking the standard-channel CRDs from the Go module"
+    local src
+    src=$(cd "$WORK" && go mod download -json "sigs.k8s.io/gateway-api@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$dest.tmp"
+    cp "$src"/config/crd/standard/*.yaml "$dest.tmp/"
+    chmod u+w "$dest.tmp"/*.yaml
+    rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  fi
+  ln -sfn "$v" "$CACHE/share/gateway-api-crds/current"
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kwok kubernetes sample-apiserver)
+[ ${#components[@]} -gt 0 ] || components=(etcd kwok kubernetes sample-apiserver gateway-api)
 for c in "${components[@]}"; do
   case $c in
     etcd) build_etcd ;;
     kwok) build_kwok ;;
     kubernetes) build_kubernetes ;;
     sample-apiserver) build_sample_apiserver ;;
+    gateway-api) fetch_gateway_api ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac || { log "FAILED building $c (Go module proxy reachable? see output above)"; exit 1; }
 done

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifests, pki, procs
+from . import gateway_api, manifests, pki, procs
 from .procs import LabError
 
 LAB_DIR = Path(__file__).resolve().parents[1]
@@ -42,6 +42,9 @@ SPECS = [
          "198.18.12.0/24"),
 ]
 WARDLE_IP = "198.18.1.1"   # root side of the svc veth: a non-loopback address the aggregator may proxy to
+# kwok kinds the lab enables, with their CRD's plural: Exec wires `kubectl exec` to local processes, Logs points a
+# pod's container log at a file (lab/agent.py creates both per ingress pod).
+KWOK_CRDS = {"Exec": "execs", "ClusterExec": "clusterexecs", "Logs": "logs"}
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "apiserver": 6443, "kwok": 10250, "kcm": 10257, "scheduler": 10259}
 
 
@@ -219,14 +222,11 @@ class Cluster:
 
     def start_kwok(self):
         s, d = self.spec, self.pki_dir
-        crds = CACHE / "share" / "kwok-crds" / "current"
-        self.kubectl("apply", "--server-side", "-f", str(crds / "kwok.x-k8s.io_execs.yaml"),
-                     "-f", str(crds / "kwok.x-k8s.io_clusterexecs.yaml"))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/execs.kwok.x-k8s.io")
+        self.apply_kwok_crds()
         config = self.dir / "kwok.yaml"
         config.write_text(json.dumps({
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
-            "options": {"enableCRDs": ["Exec", "ClusterExec"], "cidr": s.pod_cidr, "nodeIP": s.local_ip,
+            "options": {"enableCRDs": list(KWOK_CRDS), "cidr": s.pod_cidr, "nodeIP": s.local_ip,
                         "nodePort": PORTS["kwok"], "serverAddress": f"{s.local_ip}:{PORTS['kwok']}",
                         "tlsCertFile": str(d / "kubelet-serving.crt"), "tlsPrivateKeyFile": str(d / "kubelet-serving.key"),
                         "manageNodesWithAnnotationSelector": "kwok.x-k8s.io/node=fake",
@@ -236,6 +236,18 @@ class Cluster:
         }, indent=1))
         env = {"PATH": f"{SHIM}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
         self.start("kwok", [binary("kwok"), f"--kubeconfig={self.dir / 'kwok.kubeconfig'}", f"--config={config}"], env=env)
+
+    def apply_kwok_crds(self):
+        """The CRDs of the kwok kinds the lab uses (kwok only watches kinds whose CRD it was told about)."""
+        crds = CACHE / "share" / "kwok-crds" / "current"
+        files = [crds / f"kwok.x-k8s.io_{plural}.yaml" for plural in KWOK_CRDS.values()]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise LabError(f"{self.name}: kwok CRD files missing: {', '.join(missing)}; run `make deps` (lab/build.sh "
+                           "copies them from the kwok module)")
+        self.kubectl("apply", "--server-side", *(arg for f in files for arg in ("-f", str(f))))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                     *(f"crd/{plural}.kwok.x-k8s.io" for plural in KWOK_CRDS.values()))
 
     def start_echo(self):
         d = self.pki_dir
@@ -318,7 +330,7 @@ class Cluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         steps = [self.make_pki, self.start_etcd, self.start_apiserver, self.start_controllers, self.start_kwok,
                  self.start_echo, self.start_agent] + ([self.start_wardle] if self.spec.wardle else []) + \
-                [self.apply_fixtures, self.wait_ready]
+                [self.apply_fixtures, gateway_api.step(self), self.wait_ready]
         timings = {}
         for step in steps:
             t0 = time.monotonic()

@@ -23,7 +23,7 @@ WRAPPER = REPO / "playbooks" / "drift-check.sh"
 CM = "kubegate-nginx-map"
 NS = "ingress-nginx"
 MAP_KEY = "kubegate-map.conf"
-CHECKS = {"map_configmap", "map_pods", "apiservices"}
+CHECKS = {"map_configmap", "map_pods", "map_routing", "apiservices"}
 EDGE_KEYS = ("host", "port", "user", "key_file", "known_hosts")
 
 
@@ -125,24 +125,47 @@ def files_match_configmap(lab, cluster):
     return True
 
 
+def map_data(lab, cluster):
+    proc = lab.kubectl(cluster, "get", "configmap", "-n", NS, CM, "-o", "json", check=False)
+    return json.loads(proc.stdout).get("data") if proc.returncode == 0 else None
+
+
 @pytest.fixture(scope="module")
-def synced_lab(lab, tmp_path_factory):
+def synced_once(lab, tmp_path_factory):
     """Bring every cluster in sync with the repository's rules (the reload playbook, as an operator would), and put
-    the lab's map ConfigMaps back as they were afterwards."""
+    the lab's map ConfigMaps back as they were afterwards. Yields a function that re-syncs the clusters whose map
+    ConfigMap another test of the shared lab changed meanwhile."""
     saved = snapshot_configmaps(lab)
     tmp = tmp_path_factory.mktemp("drift-sync")
     inv = make_inventory(lab, tmp / "inv")
-    run = run_playbook(tmp, (REPO / "playbooks" / "reload-ingress.yml").read_text(), inventory=inv / "hosts.yml",
-                       playbook_name="reload-ingress.yml")
-    try:
+    synced = {}
+
+    def sync(clusters):
+        run = run_playbook(tmp, (REPO / "playbooks" / "reload-ingress.yml").read_text(), "-l", ",".join(clusters),
+                           "-e", "kubegate_force_reload=true", inventory=inv / "hosts.yml",
+                           playbook_name="reload-ingress.yml")
         assert run.rc == 0, run.output[-4000:]
-        for name in lab.clusters:
+        for name in clusters:
             assert wait_for(lambda: files_match_configmap(lab, name), timeout=60), name
-        yield saved
+            synced[name] = map_data(lab, name)
+
+    def resync():
+        stale = [name for name in lab.clusters if map_data(lab, name) != synced.get(name)]
+        if stale:
+            sync(stale)
+    try:
+        sync(list(lab.clusters))
+        yield resync
     finally:
         restore_configmaps(lab, saved)
         for name in lab.clusters:
             wait_for(lambda: files_match_configmap(lab, name), timeout=60)
+
+
+@pytest.fixture
+def synced_lab(synced_once):
+    """Every cluster in sync at the start of the test (again, if another test of the shared lab changed a map)."""
+    synced_once()
 
 
 def resource_versions(lab):
@@ -164,6 +187,8 @@ def test_everything_in_sync_exits_0(lab, synced_lab, drift):
         assert res.statuses(name) == {c: "in_sync" for c in CHECKS}, res.statuses(name)
         pods = res.check(name, "map_pods")["details"]["pods"]
         assert sorted(p["pod"] for p in pods) == lab.ingress_pods(name) and len(pods) >= 2
+        probed = res.check(name, "map_routing")["details"]["pods"]  # every pod, every rule's request
+        assert sorted(p["pod"] for p in probed) == lab.ingress_pods(name) and all(p["probes"] >= 3 for p in probed)
     assert "v1alpha1.wardle.example.com" in json.dumps(res.check("cluster-a", "apiservices")["details"])
     assert res.junit.get("tests") == str(3 * len(CHECKS)) and res.junit.get("failures") == "0"
     assert res.junit.get("errors") == "0"
@@ -226,6 +251,7 @@ def test_a_pod_with_a_stale_map_file_is_named(lab, synced_lab, drift):
         assert stale_pod in pods["summary"] and '+    "v2" "stale";' in pods["diff"]
         assert "%s:conf.d/%s" % (stale_pod, MAP_KEY) in pods["diff"]
         assert res.check("cluster-a", "map_configmap")["status"] == "in_sync"
+        assert res.check("cluster-a", "map_routing")["status"] == "in_sync"  # the file changed, nginx was not reloaded
         assert {p["pod"] for p in pods["details"]["pods"] if p["in_sync"]} == set(files) - {stale_pod}
         assert set(res.statuses("cluster-b").values()) == {"in_sync"}
     finally:
@@ -364,7 +390,8 @@ def test_a_check_that_cannot_be_evaluated_exits_5_and_a_failed_run_exits_1(lab, 
     res = drift("-l", "cluster-b", overrides={"cluster-b": {"kubegate_routing_maps": bad}})
     assert res.rc == 5, res.output[-4000:]
     assert res.report["status"] == "error" and res.report["exit_code"] == 5
-    assert res.statuses("cluster-b") == {"map_configmap": "error", "map_pods": "error", "apiservices": "in_sync"}
+    assert res.statuses("cluster-b") == {"map_configmap": "error", "map_pods": "error", "map_routing": "error",
+                                         "apiservices": "in_sync"}
     assert "$host" in res.check("cluster-b", "map_configmap")["summary"]
     assert no_traceback(res.output)
     env = repo_env(KUBEGATE_REPORTS_DIR=str(tmp_path / "none"), ANSIBLE_PLAYBOOK=str(REPO / ".venv/bin/ansible-playbook"))
@@ -372,3 +399,100 @@ def test_a_check_that_cannot_be_evaluated_exits_5_and_a_failed_run_exits_1(lab, 
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no report was written" in proc.stderr
     assert not (tmp_path / "none").exists() or not any((tmp_path / "none").rglob("drift.json"))
+
+
+def reload_nginx(lab, cluster, pods):
+    """`nginx -s reload` in the given pods (through kubectl exec, as anyone with exec rights could)."""
+    for pod in pods:
+        lab.kubectl(cluster, "exec", "-n", NS, pod, "--", "nginx", "-s", "reload")
+
+
+def serves(lab, cluster, pod, version):
+    from test_reload_ingress import routed  # the real request through the apiserver's pod proxy
+    try:
+        return routed(lab, cluster, pod, version)
+    except OSError:
+        return "(no answer)"
+
+
+def test_a_configmap_key_kubegate_did_not_render_is_drift(lab, synced_lab, drift):
+    """The pods include every key of the map ConfigMap (lab/agent.py copies each into conf.d/): a key added by hand
+    is drift, even while the managed keys are untouched."""
+    extra = "zz-by-hand.conf"
+    lab.kubectl("cluster-b", "patch", "configmap", "-n", NS, CM, "--type", "merge", "-p",
+                json.dumps({"data": {extra: "map $http_x_debug $kg_debug_backend { default \"debug\"; }\n"}}))
+    try:
+        before = resource_versions(lab)
+        res = drift("--check")
+        assert res.rc == 3, res.output[-4000:]
+        check = res.check("cluster-b", "map_configmap")
+        assert check["status"] == "drifted" and check["details"]["unexpected_keys"] == [extra]
+        assert "did not render: %s" % extra in check["summary"]
+        assert "+map $http_x_debug $kg_debug_backend" in check["diff"]
+        assert res.statuses("cluster-b")["map_pods"] == "in_sync"  # the managed file itself is unchanged
+        assert "| cluster-b | map_configmap | **DRIFTED** |" in res.summary
+        assert resource_versions(lab) == before
+    finally:
+        lab.kubectl("cluster-b", "patch", "configmap", "-n", NS, CM, "--type", "json", "-p",
+                    json.dumps([{"op": "remove", "path": "/data/" + extra}]))
+        extra_files = [Path(lab.clusters["cluster-b"]["pods_dir"]) / p / "conf.d" / extra
+                       for p in lab.ingress_pods("cluster-b")]
+        assert wait_for(lambda: not any(f.exists() for f in extra_files), timeout=60)
+
+
+def test_a_missing_key_is_drift_and_the_pods_routing_shows_it(lab, synced_lab, drift):
+    """The location snippet key is deleted by hand; once the pods reload (anyone's `nginx -s reload`), the backend
+    no longer receives the routing header although the map file is intact: the routing probe of every pod sees it."""
+    snippet_key = "kubegate-routing.location"
+    pods = lab.ingress_pods("cluster-b")
+    original = lab.get_json("cluster-b", "get", "configmap", "-n", NS, CM)["data"][snippet_key]
+    lab.kubectl("cluster-b", "patch", "configmap", "-n", NS, CM, "--type", "json", "-p",
+                json.dumps([{"op": "remove", "path": "/data/" + snippet_key}]))
+    snippet_files = [Path(lab.clusters["cluster-b"]["pods_dir"]) / p / "conf.d" / snippet_key for p in pods]
+    try:
+        assert wait_for(lambda: not any(f.exists() for f in snippet_files), timeout=60)
+        reload_nginx(lab, "cluster-b", pods)
+        assert wait_for(lambda: all(serves(lab, "cluster-b", p, "v2") is None for p in pods), timeout=20)
+        res = drift("-l", "cluster-b")
+        assert res.rc == 3, res.output[-4000:]
+        cm = res.check("cluster-b", "map_configmap")
+        assert cm["status"] == "drifted" and cm["summary"].endswith("misses %s" % snippet_key)
+        assert res.check("cluster-b", "map_pods")["status"] == "in_sync"
+        routing = res.check("cluster-b", "map_routing")
+        assert routing["status"] == "drifted" and routing["details"]["drifted_pods"] == pods
+        assert "-X-Kubegate-Backend: canary\n+X-Kubegate-Backend: (not set)\n" in routing["diff"]
+        assert "| cluster-b | map_routing | **DRIFTED** |" in res.summary
+    finally:
+        lab.kubectl("cluster-b", "patch", "configmap", "-n", NS, CM, "--type", "merge", "-p",
+                    json.dumps({"data": {snippet_key: original}}))
+        assert wait_for(lambda: all(f.exists() for f in snippet_files), timeout=60)
+        reload_nginx(lab, "cluster-b", pods)
+        assert wait_for(lambda: all(serves(lab, "cluster-b", p, "v2") == "canary" for p in pods), timeout=20)
+
+
+def test_a_pod_whose_nginx_serves_stale_routing_is_named(lab, synced_lab, drift):
+    """One pod's nginx loaded a different map (a hand edit, reloaded, then the file put back): its file, the
+    ConfigMap and the other pods are all in sync; only asking the pod shows it routes v2 elsewhere."""
+    files = pod_files(lab, "cluster-a")
+    pod = sorted(files)[0]
+    original = files[pod].read_text()
+    files[pod].write_text(original.replace('"v2" "canary";', '"v2" "stale-routing";'))
+    try:
+        reload_nginx(lab, "cluster-a", [pod])
+        assert wait_for(lambda: serves(lab, "cluster-a", pod, "v2") == "stale-routing", timeout=20)
+        files[pod].write_text(original)  # the file is right again; the running nginx is not
+        res = drift()
+        assert res.rc == 3, res.output[-4000:]
+        routing = res.check("cluster-a", "map_routing")
+        assert routing["status"] == "drifted" and routing["details"]["drifted_pods"] == [pod]
+        assert pod in routing["summary"]
+        assert ('pod %s, request headers {"X-Version": "v2"}:\n-X-Kubegate-Backend: canary\n'
+                "+X-Kubegate-Backend: stale-routing\n" % pod) in routing["diff"]
+        assert res.check("cluster-a", "map_pods")["status"] == "in_sync"
+        assert res.check("cluster-a", "map_configmap")["status"] == "in_sync"
+        for name in ("cluster-b", "cluster-c"):
+            assert set(res.statuses(name).values()) == {"in_sync"}, (name, res.statuses(name))
+    finally:
+        files[pod].write_text(original)
+        reload_nginx(lab, "cluster-a", [pod])
+        assert wait_for(lambda: serves(lab, "cluster-a", pod, "v2") == "canary", timeout=20)

@@ -17,8 +17,9 @@ from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map i
     render_snippets,
     validate,
 )
+from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
 
-PARTS = ("map", "location_snippet")
+PARTS = ("map", "location_snippet", "checks")
 
 
 def _bucket_size(value):
@@ -29,12 +30,16 @@ def _bucket_size(value):
 
 
 def nginx_map(maps, map_hash_bucket_size=DEFAULT_MAP_HASH_BUCKET_SIZE, part="map"):
-    """Render ``maps`` (``part=map``) or the location snippet that consumes them (``part=location_snippet``)."""
+    """Render ``maps`` (``part=map``), the location snippet that consumes them (``part=location_snippet``), or list
+    the requests that prove the routing (``part=checks``, the module's ``checks``: one rule for both)."""
     if part not in PARTS:
         raise AnsibleFilterError("nginx_map: part must be one of %s, got %r" % (", ".join(PARTS), part))
     try:
         if part == "map":
             return render(maps, map_hash_bucket_size=_bucket_size(map_hash_bucket_size))
+        if part == "checks":
+            render(maps, map_hash_bucket_size=_bucket_size(map_hash_bucket_size))  # only valid rules have checks
+            return routing_checks(maps)
         return render_snippets(maps, map_hash_bucket_size=_bucket_size(map_hash_bucket_size))["location_snippet"]
     except NginxMapError as exc:
         raise AnsibleFilterError("nginx_map: %s" % exc) from None

@@ -13,7 +13,14 @@ so it is unit-tested without a cluster:
 
   kinds:
     ``configmap``   ``expected``: {key: text or null (absent)}; ``result``: an api_request GET of the ConfigMap
-                    (status 200 or 404). Drifted when any key's live text differs; the diff is a unified diff per key.
+                    (status 200 or 404). Drifted when any key's live text differs, is missing, or when the
+                    ConfigMap has a key not in ``expected`` (the pods include every key as a file); the diff is a
+                    unified diff per key.
+    ``routing``     ``expected``: the routing checks (``nginx_map`` filter, ``part='checks'``: {headers,
+                    response_header, expect}); ``result``: a looped api_request through each pod's apiserver pod
+                    proxy, ``item`` = [pod, check]. Drifted when a pod's backend does not receive
+                    ``response_header: expect`` (or the pod does not answer): what nginx serves, whatever its files
+                    say. A failed item is judged per pod (unreachable and 401/403 still fail the whole check).
     ``pods``        ``expected``: the text every pod must have loaded; ``file``: its path in the pod; ``result``: a
                     pod_exec of ``cat <file>`` (fail_on_rc false). Drifted when a pod's file differs or is missing;
                     the pods are named, each with its sha256 and a diff.
@@ -47,7 +54,7 @@ SCHEMA = "kubegate.drift/v1"
 STATUSES = ("in_sync", "drifted", "unreachable", "error")
 SEVERITY = {"in_sync": 0, "drifted": 1, "unreachable": 2, "error": 3}
 EXIT_CODES = {"in_sync": 0, "drifted": 3, "unreachable": 4, "error": 5}
-KINDS = ("configmap", "pods", "objects", "apiservices", "reported")
+KINDS = ("configmap", "pods", "routing", "objects", "apiservices", "reported")
 SHORT_DIFF_LINES = 8
 NO_TENANT = "-"
 
@@ -98,6 +105,7 @@ def _eval_configmap(check, result):
     live_obj = result.get("json") if status_code == 200 else None
     where = check.get("configmap") or (((live_obj or {}).get("metadata") or {}).get("name")) or "configmap"
     data = (live_obj or {}).get("data") or {}
+    binary = (live_obj or {}).get("binaryData") or {}
     diffs, keys = [], []
     for key in sorted(expected):
         want, have = expected[key], data.get(key)
@@ -105,19 +113,87 @@ def _eval_configmap(check, result):
             continue
         keys.append(key)
         diffs.append(unified(want, have, "desired/%s" % key, "live/%s/%s" % (where, key)))
+    # The pods mount every key of this ConfigMap as a file of the directory nginx includes, so a key kubegate did
+    # not render changes routing as much as an edited one.
+    extra = sorted(k for k in set(data) | set(binary) if k not in expected)
+    for key in extra:
+        shown = data.get(key) if key in data else "(binaryData, %d base64 characters)\n" % len(binary[key] or "")
+        diffs.append(unified(None, shown, "desired/%s" % key, "live/%s/%s" % (where, key)))
     details = {"configmap": where, "exists": live_obj is not None,
                "resource_version": ((live_obj or {}).get("metadata") or {}).get("resourceVersion"),
                "keys": dict((k, {"desired_sha256": sha256(v) if v is not None else None,
                                  "live_sha256": sha256(data.get(k)) if data.get(k) is not None else None})
                             for k, v in sorted(expected.items()))}
-    if not keys:
+    if not keys and not extra:
         return _check_result("in_sync", "ConfigMap %s matches the rendered rules" % where, details=details)
     if live_obj is None:
         summary = "ConfigMap %s does not exist" % where
     else:
-        summary = "ConfigMap %s differs in %s" % (where, ", ".join(keys))
-    details["drifted_keys"] = keys
+        missing = [k for k in keys if expected[k] is not None and data.get(k) is None]
+        differ = [k for k in keys if k not in missing]
+        parts = (["differs in %s" % ", ".join(differ)] if differ else []) + (
+            ["misses %s" % ", ".join(missing)] if missing else []) + (
+            ["has key(s) kubegate did not render: %s" % ", ".join(extra)] if extra else [])
+        summary = "ConfigMap %s %s" % (where, "; ".join(parts))
+    details["drifted_keys"] = keys + extra
+    if extra:
+        details["unexpected_keys"] = extra
     return _check_result("drifted", summary, "".join(diffs), details)
+
+
+def _header(headers, name):
+    """A response header value from the echo's JSON, matched case-insensitively as HTTP does."""
+    for k, v in (headers or {}).items():
+        if str(k).lower() == str(name).lower():
+            return v if isinstance(v, str) else ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+    return ""
+
+
+def _eval_routing(check, result):
+    """Each controller pod's nginx, asked through the apiserver's pod proxy with every routing check's headers: the
+    backend must receive ``response_header: expect``. This sees what nginx serves, whatever its files say."""
+    expected = check.get("expected") or []
+    answers = result.get("results")
+    if not expected:
+        return _check_result("in_sync", "the rules define no request-header routing to probe", details={"pods": []})
+    if not isinstance(answers, list) or not answers:
+        return _check_result("error", "no routing probe was sent (no controller pod was found)", details={"pods": []})
+    rows, drifted, diffs = {}, [], []
+    for answer in answers:
+        item = answer.get("item") if isinstance(answer, dict) else None
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[1], dict):
+            return _check_result("error", "a routing probe result has no (pod, check) item")
+        pod, probe = str(item[0]), item[1]
+        row = rows.setdefault(pod, {"pod": pod, "probes": 0, "failed": []})
+        row["probes"] += 1
+        sent = json.dumps(probe.get("headers") or {}, sort_keys=True)
+        failed = failure(answer)
+        if failed and failed[0] == "unreachable":
+            return _check_result("unreachable", "%s: %s" % (pod, failed[1]))
+        if failed and answer.get("status") in (401, 403):
+            return _check_result("error", "%s: %s" % (pod, failed[1]))
+        if failed:
+            got = "(no answer: %s)" % failed[1]
+        else:
+            got = _header(((answer.get("json") or {}).get("headers")), probe.get("response_header"))
+            if got == probe.get("expect"):
+                continue
+            got = got or "(not set)"
+        row["failed"].append({"headers": probe.get("headers") or {}, "expect": probe.get("expect"), "got": got})
+        diffs.append("pod %s, request headers %s:\n-%s: %s\n+%s: %s\n" % (
+            pod, sent, probe.get("response_header"), probe.get("expect"), probe.get("response_header"), got))
+    for pod, row in sorted(rows.items()):
+        row["in_sync"] = not row["failed"]
+        if row["failed"]:
+            drifted.append(pod)
+    details = {"pods": [rows[p] for p in sorted(rows)]}
+    if not drifted:
+        return _check_result("in_sync", "%d pod(s) route all %d request(s) as desired" % (len(rows), len(expected)),
+                             details=details)
+    details["drifted_pods"] = drifted
+    return _check_result("drifted", "%d of %d pod(s) route differently: %s" % (len(drifted), len(rows),
+                                                                               ", ".join(drifted)),
+                         "".join(diffs), details)
 
 
 def _eval_pods(check, result):
@@ -250,8 +326,11 @@ def _eval_reported(check, result):
     return _check_result("drifted", "; ".join(problems) + where, diff, details)
 
 
-_EVALUATORS = {"configmap": _eval_configmap, "pods": _eval_pods, "objects": _eval_objects,
-               "apiservices": _eval_apiservices, "reported": _eval_reported}
+_EVALUATORS = {"configmap": _eval_configmap, "pods": _eval_pods, "routing": _eval_routing,
+               "objects": _eval_objects, "apiservices": _eval_apiservices, "reported": _eval_reported}
+# Kinds whose result is a loop: a failed item is judged per item (a pod that does not answer is drift of that pod),
+# not as a failure of the whole check.
+PER_ITEM = ("routing",)
 
 
 def evaluate_check(check, probe=None):
@@ -266,7 +345,9 @@ def evaluate_check(check, probe=None):
     if check.get("expected_error"):
         return _check_result("error", "the desired state could not be built: %s" % check["expected_error"])
     result = check.get("result")
-    failed = failure(result)
+    looped = kind in PER_ITEM and isinstance(result, dict) and isinstance(result.get("results"), list) \
+        and not result.get("skipped")
+    failed = None if looped else failure(result)
     if failed:
         return _check_result(failed[0], failed[1])
     try:

@@ -16,8 +16,12 @@ description:
   - Talks to no cluster; run it once on the controller (C(run_once) and C(delegate_to=localhost)). The playbook
     C(playbooks/drift-check.yml) and the role C(drift_check) build its input; see C(docs/drift.md).
   - "Check kinds (the C(kind) of each check record): C(configmap) (C(expected): key to text, null for absent;
-    C(result): a GET of the ConfigMap accepting 404), C(pods) (C(expected): the text; C(file); C(result): a
-    C(pod_exec) of C(cat FILE) with C(fail_on_rc=false)), C(objects) (C(expected): a list of C({path, body});
+    C(result): a GET of the ConfigMap accepting 404; a live key not in C(expected) is drift too, since the pods
+    include every key as a file), C(pods) (C(expected): the text; C(file); C(result): a
+    C(pod_exec) of C(cat FILE) with C(fail_on_rc=false)), C(routing) (C(expected): the routing checks of the
+    P(kubegate.multicluster.nginx_map#filter) filter with C(part=checks); C(result): a looped
+    M(kubegate.multicluster.api_request) through each pod's apiserver pod proxy with C(item) C([pod, check]);
+    drifted when a pod's backend does not receive the expected header value or the pod does not answer), C(objects) (C(expected): a list of C({path, body});
     C(result): a looped GET per path accepting 404; only the fields of C(body) are compared), C(apiservices)
     (C(result): a GET of C(/apis/apiregistration.k8s.io/v1/apiservices)), C(reported) (C(result):
     C({in_sync, diff, active}) computed by another role, for example C(ssh_tunnel))."

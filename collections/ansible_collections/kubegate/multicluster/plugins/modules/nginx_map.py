@@ -19,6 +19,10 @@ description:
   - Before every change the current content of the managed keys is saved in the ConfigMap C(<configmap>-previous);
     O(restore=true) puts it back. The same renderer is available as the filters
     P(kubegate.multicluster.nginx_map#filter) and P(kubegate.multicluster.nginx_map_problems#filter).
+  - "Both ConfigMaps are written with optimistic concurrency: the copy is replaced whole only if it is unchanged since
+    it was read, and the map keys are written only if the ConfigMap's C(resourceVersion) is still the one read
+    (a create only if it still does not exist). When another run or a person changed either meanwhile, the task fails
+    with C(changed by someone else ... re-run) and puts the copy back, so it still holds the winner's predecessor."
 author: kubegate developers (@kubegate)
 extends_documentation_fragment:
   - kubegate.multicluster.cluster
@@ -76,9 +80,18 @@ options:
     type: bool
     default: true
   restore:
-    description: Put back the content saved before the last change instead of rendering O(maps).
+    description:
+      - Put back the content saved before the last change instead of rendering O(maps).
+      - Refused (nothing changed) when the saved copy is not the predecessor of the live content, that is when the
+        map keys were changed again after the copy was taken (by another run or by hand).
     type: bool
     default: false
+  expected_sha256:
+    description:
+      - With O(restore=true), restore only while the live map key still holds this content (the RV(sha256) the apply
+        of the same run returned); otherwise fail with "changed by someone else" and change nothing. A rollout's
+        rollback uses it so it never undoes a concurrent run's later change.
+    type: str
 """
 
 EXAMPLES = r"""

@@ -101,6 +101,28 @@ MODULES = {
         mutually_exclusive=[["pod", "label_selector"], ["pod", "field_selector"]],
         required_one_of=[["pod", "label_selector", "field_selector"]],
     ),
+    "pod_logs": dict(
+        argument_spec=dict(
+            namespace=dict(type="str", default="default"),
+            name=dict(type="str", aliases=["pod"]),
+            label_selector=dict(type="str"),
+            field_selector=dict(type="str"),
+            container=dict(type="str"),
+            since_seconds=dict(type="int"),
+            tail_lines=dict(type="int"),
+            limit_bytes=dict(type="int"),
+            previous=dict(type="bool", default=False),
+            timestamps=dict(type="bool", default=False),
+            follow=dict(type="bool", default=False),
+            follow_timeout=dict(type="float", default=10),
+            max_lines=dict(type="int"),
+            max_bytes=dict(type="int", default=1048576),
+            until=dict(type="str"),
+            max_concurrency=dict(type="int", default=10),
+        ),
+        mutually_exclusive=[["name", "label_selector"], ["name", "field_selector"]],
+        required_one_of=[["name", "label_selector", "field_selector"]],
+    ),
     "nginx_map": dict(
         argument_spec=dict(
             maps=dict(type="list", elements="dict"),
@@ -113,6 +135,18 @@ MODULES = {
             nginx_binary=dict(type="path"),
             keep_previous=dict(type="bool", default=True),
             restore=dict(type="bool", default=False),
+            expected_sha256=dict(type="str"),
+        ),
+    ),
+    "http_route": dict(
+        argument_spec=dict(
+            maps=dict(type="list", elements="dict", required=True),
+            namespace=dict(type="str", default="default"),
+            parent_refs=dict(type="list", elements="dict", required=True),
+            hostnames=dict(type="list", elements="str"),
+            backend_port=dict(type="int", default=80),
+            name_prefix=dict(type="str", default="kubegate"),
+            map_hash_bucket_size=dict(type="int", default=64),
         ),
     ),
 }

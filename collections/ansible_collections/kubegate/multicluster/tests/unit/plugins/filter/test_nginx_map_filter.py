@@ -152,3 +152,15 @@ def test_ansible_doc_renders_both_filters():
     assert sorted(docs["kubegate.multicluster.nginx_map"]["doc"]["options"]) == ["_input", "map_hash_bucket_size",
                                                                                  "part"]
     assert docs["kubegate.multicluster.nginx_map_problems"]["return"]["_value"]["type"] == "list"
+
+
+def test_part_checks_is_the_modules_routing_checks():
+    from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
+    maps = [{"source": "$http_x_version", "variable": "$kubegate_backend", "default": "stable",
+             "proxy_set_header": "X-Kubegate-Backend",
+             "entries": [{"key": "v2", "value": "canary"}, {"key": "~^v3-", "value": "next"}]}]
+    assert plugin.nginx_map(maps, part="checks") == routing_checks(maps) == [
+        {"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend", "expect": "canary"},
+        {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable"}]
+    with pytest.raises(AnsibleFilterError, match="nginx_map"):
+        plugin.nginx_map([{"source": "$http_x", "variable": "$host", "entries": {"a;": "b"}}], part="checks")

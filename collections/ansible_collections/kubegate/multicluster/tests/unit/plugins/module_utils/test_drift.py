@@ -229,3 +229,84 @@ def test_tunnel_entries_contract_errors():
     assert report["tenants"]["-"]["edge-1"]["checks"]["tunnel_host"]["status"] == "unreachable"
     err = report["tenants"]["-"]["edge-2"]["checks"]["kubectl_proxy"]
     assert err["status"] == "error" and "kubegate_kubectl_proxy_drift" in err["summary"]
+
+
+def test_configmap_key_kubegate_did_not_render_is_drift():
+    """The pods include every key of the map ConfigMap as a file: an extra key changes routing."""
+    data = {"kubegate-map.conf": MAP, "kubegate-routing.location": SNIPPET,
+            "zz-override.conf": "map $http_x_version $kubegate_backend2 { default x; }\n"}
+    out = drift.evaluate_check(cm_check(data))
+    assert out["status"] == "drifted" and out["details"]["unexpected_keys"] == ["zz-override.conf"]
+    assert "did not render: zz-override.conf" in out["summary"]
+    assert "+++ live/ingress-nginx/kubegate-nginx-map/zz-override.conf" in out["diff"]
+    assert "--- desired/zz-override.conf (absent)" in out["diff"] and "+map $http_x_version" in out["diff"]
+    binary = cm_result({"kubegate-map.conf": MAP, "kubegate-routing.location": SNIPPET})
+    binary["json"]["binaryData"] = {"blob.conf": "AAAA"}
+    out = drift.evaluate_check(dict(cm_check({}), result=binary))
+    assert out["status"] == "drifted" and out["details"]["unexpected_keys"] == ["blob.conf"]
+
+
+def test_configmap_missing_key_is_named():
+    out = drift.evaluate_check(cm_check({"kubegate-map.conf": MAP}))
+    assert out["status"] == "drifted" and out["summary"].endswith("misses kubegate-routing.location")
+    assert out["details"]["drifted_keys"] == ["kubegate-routing.location"]
+
+
+CHECKS = [{"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend", "expect": "canary"},
+          {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable"}]
+
+
+def probes(*pods):
+    """A looped api_request result: pods maps pod name -> {check index: header value, or an int HTTP failure}."""
+    results, any_failed = [], False
+    for pod, answers in pods:
+        for i, check in enumerate(CHECKS):
+            got = answers.get(i, check["expect"])
+            if isinstance(got, int):
+                any_failed = True
+                results.append({"item": [pod, check], "failed": True, "status": got,
+                                "msg": "cluster a: HTTP %d for GET /api/v1/.../proxy/kubegate/check" % got})
+            else:
+                headers = {"X-Kubegate-Backend": got} if got is not None else {}
+                results.append({"item": [pod, check], "status": 200, "json": {"headers": headers}})
+    out = {"changed": False, "results": results}
+    if any_failed:
+        out.update(failed=True, msg="One or more items failed")
+    return out
+
+
+def routing(result, expected=None):
+    return drift.evaluate_check({"name": "map_routing", "kind": "routing",
+                                 "expected": CHECKS if expected is None else expected, "result": result})
+
+
+def test_routing_in_sync_and_header_matched_case_insensitively():
+    out = routing(probes(("p0", {}), ("p1", {})))
+    assert out["status"] == "in_sync" and out["summary"] == "2 pod(s) route all 2 request(s) as desired"
+    lower = probes(("p0", {}))
+    for r in lower["results"]:
+        r["json"]["headers"] = {"x-kubegate-backend": r["item"][1]["expect"]}
+    assert routing(lower)["status"] == "in_sync"
+
+
+def test_routing_names_the_pod_serving_stale_routing_and_the_silent_one():
+    out = routing(probes(("p0", {}), ("p1", {0: "old-canary"}), ("p2", {1: None}), ("p3", {0: 503})))
+    assert out["status"] == "drifted" and out["details"]["drifted_pods"] == ["p1", "p2", "p3"]
+    assert out["summary"] == "3 of 4 pod(s) route differently: p1, p2, p3"
+    assert 'pod p1, request headers {"X-Version": "v2"}:\n-X-Kubegate-Backend: canary\n' \
+           "+X-Kubegate-Backend: old-canary\n" in out["diff"]
+    assert "pod p2, request headers {}:\n-X-Kubegate-Backend: stable\n+X-Kubegate-Backend: (not set)\n" in out["diff"]
+    assert "+X-Kubegate-Backend: (no answer: cluster a: HTTP 503" in out["diff"]
+    rows = {r["pod"]: r for r in out["details"]["pods"]}
+    assert rows["p0"]["in_sync"] and rows["p1"]["failed"][0]["got"] == "old-canary"
+
+
+def test_routing_failures_that_are_not_drift():
+    forbidden = routing(probes(("p0", {0: 403})))
+    assert forbidden["status"] == "error" and "403" in forbidden["summary"]
+    down = probes(("p0", {}))
+    down["results"][0] = dict(down["results"][0], unreachable=True, msg="cannot reach the apiserver")
+    assert routing(down)["status"] == "unreachable"
+    assert routing({"results": [], "skipped": True, "skip_reason": "No items in the list"})["status"] == "error"
+    assert routing({"results": [{"status": 200}]})["status"] == "error"  # no (pod, check) item
+    assert routing({"results": []}, expected=[])["status"] == "in_sync"  # rules without header routing
