@@ -33,10 +33,10 @@
 #   shell scripts -> shellcheck, no __init__.py -> empty-init) report "skipped" on their own.
 #   --local needs no docker and, once the venvs exist, no network. If a test ever has to be disabled, add
 #   `--skip-test NAME` to SKIP_TESTS below with the reason next to it.
-# - Unavoidable per-file exceptions live in tests/sanity/ignore-2.19.txt (lane 2.21: ignore-2.21.txt, ansible-test reads
-#   only the file of its own version: the same lines, plus `pylint:ansible-bad-function` for the two module_utils that
-#   run a subprocess without an AnsibleModule -- a kubeconfig exec credential plugin and `nginx -t` -- which 2.21's
-#   pylint plugin reports and 2.19's does not). The collection is Apache-2.0 (galaxy.yml,
+# - Unavoidable per-file exceptions live in tests/sanity/ignore-2.19.txt (ansible-test reads only the file of its own
+#   version: ignore-2.21.txt is a symlink to it, so the lanes cannot drift apart; 2.21's pylint also reports
+#   subprocess calls in module_utils, which ansible-lint forbids ignoring there: those few calls carry an inline
+#   `pylint: disable=ansible-bad-function` with the reason). The collection is Apache-2.0 (galaxy.yml,
 #   file headers), so validate-modules reports missing-gplv3-license for every module and inventory plugin: each needs
 #   a `plugins/modules/NAME.py validate-modules:missing-gplv3-license` line there (and the line must go when the
 #   module goes: the `ignores` test rejects entries for files that do not exist). Nothing else belongs there.
