@@ -40,6 +40,12 @@ class Lab:
         return sorted(p["metadata"]["name"] for p in pods["items"] if p["status"].get("phase") == "Running")
 
 
+def ansible_tool(name: str) -> str:
+    """An Ansible CLI (ansible-playbook, ansible-inventory, ...) of the virtualenv under test: .venv (ansible-core 2.19),
+    or the one KUBEGATE_ANSIBLE_VENV names (`make lane-221` runs the integration smoke set with .venv-221)."""
+    return str(Path(os.environ.get("KUBEGATE_ANSIBLE_VENV") or REPO / ".venv") / "bin" / name)
+
+
 def repo_env(**extra) -> dict:
     env = dict(os.environ)
     env.update({"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0"})

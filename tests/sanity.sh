@@ -3,10 +3,14 @@
 #
 #   bash tests/sanity.sh                     all sanity tests (exit status != 0 if any test or the changelog lint fails)
 #   bash tests/sanity.sh --test pylint -v    extra arguments go to `ansible-test sanity` unchanged
+#   bash tests/sanity.sh --lane 2.21 [...]   the second lane (`make lane-221`): ansible-core from .venv-221 /
+#                                            requirements-221.txt on Python 3.12, ignore file tests/sanity/ignore-2.21.txt
 #
 # Environment:
 #   KUBEGATE_CACHE   cache root (default ~/.cache/kubegate); the sanity venv lives in $KUBEGATE_CACHE/sanity-venv
-#   SANITY_PYTHON    interpreter for that venv (default python3.11; the Python controllers here run)
+#                    (lane 2.21: $KUBEGATE_CACHE/sanity-venv-2.21)
+#   SANITY_PYTHON    interpreter for that venv (default python3.11; the Python controllers here run; lane 2.21:
+#                    pyenv's newest 3.12, else python3.12 on PATH)
 #
 # How it works
 # - ansible-test runs from a dedicated venv ($KUBEGATE_CACHE/sanity-venv): the same ansible-core version as the project
@@ -29,7 +33,10 @@
 #   shell scripts -> shellcheck, no __init__.py -> empty-init) report "skipped" on their own.
 #   --local needs no docker and, once the venvs exist, no network. If a test ever has to be disabled, add
 #   `--skip-test NAME` to SKIP_TESTS below with the reason next to it.
-# - Unavoidable per-file exceptions live in tests/sanity/ignore-2.19.txt. The collection is Apache-2.0 (galaxy.yml,
+# - Unavoidable per-file exceptions live in tests/sanity/ignore-2.19.txt (ansible-test reads only the file of its own
+#   version: ignore-2.21.txt is a symlink to it, so the lanes cannot drift apart; 2.21's pylint also reports
+#   subprocess calls in module_utils, which ansible-lint forbids ignoring there: those few calls carry an inline
+#   `pylint: disable=ansible-bad-function` with the reason). The collection is Apache-2.0 (galaxy.yml,
 #   file headers), so validate-modules reports missing-gplv3-license for every module and inventory plugin: each needs
 #   a `plugins/modules/NAME.py validate-modules:missing-gplv3-license` line there (and the line must go when the
 #   module goes: the `ignores` test rejects entries for files that do not exist). Nothing else belongs there.
@@ -38,30 +45,43 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COLL="$ROOT/collections/ansible_collections/kubegate/multicluster"
 CACHE="${KUBEGATE_CACHE:-$HOME/.cache/kubegate}"
-VENV="$CACHE/sanity-venv"
-PYTHON="${SANITY_PYTHON:-python3.11}"
-PYVER=3.11
 RECIPE=1   # bump when the way the venv is built changes
 SKIP_TESTS=()
 
 say() { printf '\n== %s\n' "$*"; }
 die() { printf 'sanity: %s\n' "$*" >&2; exit 2; }
 
-# --- which ansible-core: the one installed in the project venv (else the pin in requirements-dev.txt) -------------
-if [[ -x "$ROOT/.venv/bin/python" ]] &&
-   CORE_VERSION="$("$ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("ansible-core"))' 2>/dev/null)"; then
+# --- lane: which project venv / requirement file / Python -----------------------------------------------------------
+LANE=2.19
+if [[ "${1:-}" == "--lane" ]]; then
+  LANE="${2:-}"; shift 2 || die "--lane needs a value (2.19 or 2.21)"
+fi
+case "$LANE" in
+  2.19) VENV="$CACHE/sanity-venv"; PROJECT_VENV="$ROOT/.venv"; REQS="$ROOT/requirements-dev.txt"; PYVER=3.11
+        PYTHON="${SANITY_PYTHON:-python3.11}" ;;
+  2.21) VENV="$CACHE/sanity-venv-2.21"; PROJECT_VENV="$ROOT/.venv-221"; REQS="$ROOT/requirements-221.txt"; PYVER=3.12
+        pyenv_py="$(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1)"
+        PYTHON="${SANITY_PYTHON:-${pyenv_py:-python3.12}}" ;;
+  *) die "unknown lane '$LANE' (2.19 or 2.21)" ;;
+esac
+
+# --- which ansible-core: the one installed in the lane's project venv (else the pin in its requirements file) ------
+if [[ -x "$PROJECT_VENV/bin/python" ]] &&
+   CORE_VERSION="$("$PROJECT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("ansible-core"))' 2>/dev/null)"; then
   :
 else
-  CORE_VERSION="$(sed -n 's/^ansible-core==\([^ #]*\).*/\1/p' "$ROOT/requirements-dev.txt")"
+  CORE_VERSION="$(sed -n 's/^ansible-core==\([^ #]*\).*/\1/p' "$REQS")"
 fi
-[[ -n "$CORE_VERSION" ]] || die "cannot tell which ansible-core version to use (.venv missing and no pin in requirements-dev.txt)"
-command -v "$PYTHON" >/dev/null 2>&1 && "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null ||
+[[ -n "$CORE_VERSION" ]] || die "cannot tell which ansible-core version to use ($PROJECT_VENV missing and no pin in $REQS)"
+[[ "$CORE_VERSION" == "$LANE".* ]] || die "lane $LANE: $PROJECT_VENV has ansible-core $CORE_VERSION (rebuild it: make venv / make venv-221)"
+command -v "$PYTHON" >/dev/null 2>&1 &&
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, sys.argv[1].split("."))))' "$PYVER" 2>/dev/null ||
   die "$PYTHON is not a working Python $PYVER interpreter (set SANITY_PYTHON)"
 KEY="ansible-core==$CORE_VERSION python=$("$PYTHON" -c 'import platform; print(platform.python_version())') recipe=$RECIPE"
 
 # --- the sanity venv (built once per key; a lock keeps concurrent runs from building it twice) --------------------
 mkdir -p "$CACHE"
-exec 9>"$CACHE/sanity-venv.lock"
+exec 9>"$VENV.lock"
 flock 9
 if [[ "$(cat "$VENV/.kubegate-key" 2>/dev/null)" != "$KEY" ]]; then
   say "building $VENV ($KEY)"
@@ -113,7 +133,7 @@ cd "$COLL"
 JUNIT="$COLL/tests/output/junit"
 rm -f "$JUNIT"/ansible-test-sanity-*.xml
 
-say "ansible-test sanity (ansible-core $CORE_VERSION, Python $PYVER, --local)"
+say "ansible-test sanity, lane $LANE (ansible-core $CORE_VERSION, Python $PYVER, --local)"
 started=$SECONDS
 set +e
 "$VENV/bin/ansible-test" sanity --local --python "$PYVER" --junit --color no "${SKIP_TESTS[@]}" "$@"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from kgtest import REPO, repo_env
+from kgtest import REPO, ansible_tool, repo_env
 
 HERE = Path(__file__).resolve().parent
-PLAYBOOK_BIN = str(REPO / ".venv" / "bin" / "ansible-playbook")
+PLAYBOOK_BIN = ansible_tool("ansible-playbook")
 
 
 class PlayRun:

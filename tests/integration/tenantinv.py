@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from kgtest import REPO, repo_env
+from kgtest import REPO, ansible_tool, repo_env
 
 EXAMPLE_VAULT_PASSWORD = "kubegate-example-vault-password"
 VAULT_PASS_SCRIPT = REPO / "inventories" / "vault-pass.sh"
@@ -23,7 +23,7 @@ EDGE_KEY_NAME = "kubegate-globex-edge"   # ~/.ssh/<this> in inventories/globex/c
 
 
 def tool(name):
-    return str(REPO / ".venv" / "bin" / name)
+    return ansible_tool(name)
 
 
 def tenant_env(home: Path, **extra) -> dict:

@@ -1,11 +1,11 @@
-"""The execution environment definition renders with `ansible-builder create` (no container engine needed, so no
-image is built here), and the rendered context holds what AWX jobs need: Python 3.12, ansible-core 2.21,
-ansible-runner, this repository's collection, its Python libraries and system packages. The galaxy and introspection
-stages of the build are replayed locally on the rendered context (ansible-galaxy from the build's requirements.yml,
-then the builder's own introspect.py), so the dependency lists the image would get are checked, not just the file
-names — and the collection exactly as the galaxy stage installs it is run: ansible-doc (the image's own smoke test)
-and a task against the lab apiserver that reports who the apiserver saw, with nothing but that installed copy on the
-collections path."""
+"""The execution environment definition renders with `ansible-builder create`, and the rendered context builds what
+AWX jobs need: the Debian trixie base (Python 3.13), ansible-core 2.21, ansible-runner, this repository's collection,
+its Python libraries and system packages. The galaxy and introspection stages of the build are replayed locally on the
+rendered context (ansible-galaxy from the build's requirements.yml, then the builder's own introspect.py), so the
+dependency lists the image would get are checked, not just the file names — and the collection exactly as the galaxy
+stage installs it is run: ansible-doc (the image's own smoke test) and a task against the lab apiserver that reports
+who the apiserver saw, with nothing but that installed copy on the collections path. The image itself is built and
+run by test_ee_image.py (`make test EE=1`)."""
 from __future__ import annotations
 
 import os
@@ -39,14 +39,18 @@ def args(containerfile: str) -> dict:
     return dict(re.findall(r'^ARG (\w+)="(.*)"$', containerfile, re.M))
 
 
-def test_rendered_containerfile_pins_python312_ansible_core_221_and_the_runner(context):
+def test_containerfile_has_the_local_base_ansible_core_221_and_the_runner(context):
     text = (context / "Containerfile").read_text()
     a = args(text)
-    assert a["PYCMD"] == "/usr/bin/python3.12" and a["PYPKG"] == "python3.12"
+    # the base image ee/base-image.sh makes (Debian's python3 + pip in it; apt-get behind its kg-pkgmgr front end)
+    assert a["EE_BASE_IMAGE"] == "localhost/kubegate-ee-base:trixie"
+    assert a["PYCMD"] == "/usr/bin/python3" and a["PKGMGR"] == "/usr/local/bin/kg-pkgmgr"
     refs = a["ANSIBLE_INSTALL_REFS"].split()
     core = Requirement(next(r for r in refs if r.startswith("ansible-core")))
-    assert "2.21.0" in core.specifier and "2.21.9" in core.specifier
-    assert "2.20.9" not in core.specifier and "2.22.0" not in core.specifier
+    # the exact version the 2.21 test lane runs (requirements-221.txt)
+    lane = re.search(r"^ansible-core==(\S+)", (REPO / "requirements-221.txt").read_text(), re.M).group(1)
+    assert lane.startswith("2.21.") and list(core.specifier) and all(s.operator == "==" for s in core.specifier)
+    assert lane in core.specifier and str(core.specifier) == f"=={lane}"
     runner = Requirement(next(r for r in refs if r.startswith("ansible-runner")))
     assert "2.4.3" in runner.specifier   # the version the integration tests run jobs with (requirements-dev.txt)
     # build stages: galaxy installs the collection, the builder introspects it, the final image installs bindep output

@@ -58,7 +58,8 @@ def nginx_version(binary, timeout=10):
     if binary in _VERSIONS:
         return _VERSIONS[binary]
     try:
-        proc = subprocess.run([binary, "-v"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # no AnsibleModule (and so no run_command) here: the nginx_map filter runs this on the controller too
+        proc = subprocess.run([binary, "-v"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.PIPE, timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -148,7 +149,7 @@ def check_with_nginx(text, nginx_binary=None, map_hash_bucket_size=None, timeout
         conf_path = write_test_config(workdir, text, map_hash_bucket_size=map_hash_bucket_size)
         command = nginx_command(binary, workdir, conf_path)
         try:
-            proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                                   stderr=subprocess.PIPE, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             return False, "nginx -t did not finish within %s seconds" % timeout

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: http_route
 short_description: Apply the nginx map routing rules as Gateway API HTTPRoutes, with a per-rule difference report
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Renders the same routing rules as M(kubegate.multicluster.nginx_map) (C(kubegate_routing_maps)) as
     C(gateway.networking.k8s.io/v1) C(HTTPRoute) objects, one per map, and applies them with server-side apply
