@@ -44,10 +44,10 @@ class PlayRun:
 
 
 def playbook_connection(**override) -> dict:
-    """The mapping of inventory variables onto the cluster modules' connection options, exactly as
-    playbooks/reload-ingress.yml declares it (module_defaults of group/kubegate.multicluster.cluster)."""
-    plays = yaml.safe_load((REPO / "playbooks" / "reload-ingress.yml").read_text())
-    mapping = dict(plays[0]["module_defaults"]["group/kubegate.multicluster.cluster"])
+    """The mapping of inventory variables onto the cluster modules' connection options, exactly as every playbook
+    applies it (playbooks/vars/kubegate.yml, used as module_defaults of group/kubegate.multicluster.cluster)."""
+    data = yaml.safe_load((REPO / "playbooks" / "vars" / "kubegate.yml").read_text())
+    mapping = dict(data["kubegate_module_defaults"])
     mapping.update(override)
     return mapping
 
@@ -56,6 +56,9 @@ def run_playbook(tmp_path, plays, *args, env=None, inventory=None, timeout=300, 
     """Write `plays` (YAML text or a list) to a playbook and run it with the repository's ansible.cfg."""
     path = tmp_path / playbook_name
     path.write_text(plays if isinstance(plays, str) else yaml.safe_dump(plays, sort_keys=False))
+    shared = tmp_path / "vars"
+    if not shared.exists():  # a copy of a project playbook loads vars/kubegate.yml next to itself
+        shared.symlink_to(REPO / "playbooks" / "vars", target_is_directory=True)
     results = tmp_path / ("results-%d.jsonl" % time.monotonic_ns())
     run_env = repo_env(KG_RESULTS_FILE=str(results), ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
                        ANSIBLE_CALLBACKS_ENABLED="kg_results", ANSIBLE_NOCOLOR="1")

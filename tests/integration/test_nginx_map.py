@@ -28,7 +28,8 @@ def test_apply_idempotence_check_diff_and_restore(lab, tmp_path):
          "vars": {"maps": MAPS}},
         nm("nothing to restore", configmap=cm + "-none", restore=True),
         nm("both", configmap=cm, restore=True, maps=MAPS),
-        nm("invalid", configmap=cm + "-bad", maps=[{"source": "$http_x", "variable": "$uri", "entries": {"a{": "b;"}}]),
+        nm("invalid", configmap=cm + "-bad", maps=[{"source": "$http_x", "variable": "$uri",
+                                                    "entries": {"a\n}": "b\n", "include": "/etc/passwd"}}]),
         nm("missing nginx", configmap=cm + "-bad", maps=MAPS, nginx_check="always", nginx_binary="/nonexistent/nginx"),
     ]
     play = [{"name": "maps", "hosts": "cluster-b", "gather_facts": False,
@@ -39,8 +40,9 @@ def test_apply_idempotence_check_diff_and_restore(lab, tmp_path):
     assert 'map "$http_x_version" $kg_test_backend {' in apply["rendered"]
     assert apply["location_snippet"].endswith("proxy_set_header X-Kubegate-Backend $kg_test_backend;\n")
     assert apply["checks"] == [{"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend",
-                                "expect": "canary"},
-                               {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable"}]
+                                "expect": "canary", "key": "v2"},
+                               {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable",
+                                "key": None}]
     assert run.result("apply again", "cluster-b")["changed"] is False
     check = run.result("check change", "cluster-b")
     assert check["changed"] and check["dry_run"] and '"canary-2"' in check["diff"]["after"]

@@ -15,9 +15,9 @@ from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map i
     NginxMapError,
     render,
     render_snippets,
+    routing_checks,
     validate,
 )
-from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
 
 PARTS = ("map", "location_snippet", "checks")
 

@@ -22,6 +22,9 @@ Input: a list of maps; each map is a dict
   ``entries``     list of ``{key: ..., value: ...}`` dicts, or a dict ``{key: value}``; the output keeps the input
                   order in both forms (dicts keep insertion order). Keys: an exact string, ``~regex``
                   (case-sensitive) or ``~*regex`` (case-insensitive); a key starting with ``~`` is always a regex.
+                  Exact keys are literal text, ``;`` ``{`` ``}`` ``$`` ``#`` quotes and backslashes included (nginx
+                  reads them literally inside the double quotes every key is written in); the empty key matches an
+                  absent or empty header.
                   Integers are accepted as keys/values and written in decimal; booleans, floats and null are
                   rejected (quote them in YAML). An exact key cannot start with ``~`` (match it with ``~^~...``) and,
                   as in nginx, a case-sensitive regex cannot start with ``*`` (``~*`` means case-insensitive).
@@ -35,12 +38,15 @@ Validation rules (all problems are collected, never just the first):
   * names: the variable ``[A-Za-z_][A-Za-z0-9_]*``, not an nginx or ingress-nginx built-in (or family such as
     ``$http_*``, ``$arg_*``, ``$upstream_*``), unique across maps (case-insensitively); source variables well formed,
     header variables lower case, no ``$http_x-y`` (nginx would read ``$http_x`` + ``-y``), no self reference;
-  * characters: no control/invisible/line-separator characters, no ``;`` anywhere, no ``{`` ``}`` except in regex
-    keys (quantifiers), no ``$`` in exact keys, ``$`` in values only as references when allowed; at most
-    MAX_TOKEN_BYTES per quoted key/value;
-  * keys: no exact or letter-case duplicates (non-ASCII case variants too), no duplicate regexes, ``default`` /
-    ``include`` / ``hostnames`` / ``volatile`` rejected as keys (``default`` next to the default option is reported as
-    a duplicate default), regexes pre-checked, host masks well formed and not conflicting, keys that can never match
+  * characters: no control/invisible/line-separator characters (they cannot occur in a header value, and a line
+    break is how a directive would be smuggled into a hand-read config), ``$`` in values only as references when
+    allowed (nginx has no escape for a literal ``$`` there); at most MAX_TOKEN_BYTES per quoted key/value. Anything
+    else - ``;`` ``{`` ``}`` ``#`` quotes backslashes - is written inside double quotes with ``\\`` and ``"``
+    escaped, so nginx reads it as part of the one token and it cannot end the entry or open a block;
+  * keys: no exact or letter-case duplicates (non-ASCII case variants too), no duplicate regexes, ``default`` and
+    ``include`` rejected as keys (the only words nginx reads as map parameters even when quoted and followed by a
+    value; ``default`` next to the default option is reported as a duplicate default), regexes pre-checked, host
+    masks well formed and not conflicting, keys that can never match
     (edge whitespace with a single-header source, a trailing dot in hostnames maps), exact keys within
     ``map_hash_bucket_size``.
 
@@ -53,8 +59,9 @@ Facts this module relies on (nginx source ngx_http_map_module.c / ngx_hash.c, co
   * Exact keys match case-insensitively: nginx lower-cases them (ASCII only) when building the hash and lower-cases
     the looked-up value; ``v2`` and ``V2`` in one map fail ``nginx -t`` with ``conflicting parameter``. Regex keys
     see the original value; ``~*`` makes them case-insensitive.
-  * ``default`` and ``include`` as the first of two tokens are parameters even when quoted; ``hostnames`` and
-    ``volatile`` are parameters when alone. All four are rejected as keys (with advice).
+  * ``default`` and ``include`` as the first of two tokens are parameters even when quoted: both are rejected as
+    keys (with the regex advice). ``hostnames`` and ``volatile`` are parameters only when alone, so as keys (always
+    followed by a value here) they are ordinary keys.
   * Exact keys are stored in a hash whose element takes ``sizeof(void *) + align(len + 2, sizeof(void *))`` bytes
     (NGX_HASH_ELT_SIZE) and ngx_hash_init() requires ``bucket_size >= element + sizeof(void *)``. With 8-byte
     pointers a key of N bytes (UTF-8) needs ``16 + align(N + 2, 8)``: 64 fits 46 bytes, 128 fits 110 bytes. nginx
@@ -86,8 +93,10 @@ INDENT = "    "
 
 MAP_OPTIONS = ("source", "variable", "default", "hostnames", "volatile", "allow_variables_in_values",
                "proxy_set_header", "entries")
-ENTRY_FIELDS = ("key", "value")
-SPECIAL_WORDS = ("default", "hostnames", "include", "volatile")
+ENTRY_FIELDS = ("key", "value", "sample")
+REQUIRED_ENTRY_FIELDS = ("key", "value")
+# Words nginx reads as map parameters when first of two tokens, even quoted: never usable as exact keys.
+SPECIAL_WORDS = ("default", "include")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _NAME_RE = re.compile(r"\A" + _NAME + r"\Z")
@@ -161,13 +170,14 @@ class NginxMapError(Exception):
 class _Entry(object):
     """One validated entry. ``kind`` is ``exact``, ``regex`` or ``mask`` (a host mask, hostnames maps only)."""
 
-    __slots__ = ("index", "key", "value", "kind")
+    __slots__ = ("index", "key", "value", "kind", "sample")
 
-    def __init__(self, index, key, value, kind):
+    def __init__(self, index, key, value, kind, sample=None):
         self.index = index
         self.key = key
         self.value = value
         self.kind = kind
+        self.sample = sample
 
 
 class _Map(object):
@@ -235,6 +245,78 @@ def render_snippets(maps, map_hash_bucket_size=DEFAULT_MAP_HASH_BUCKET_SIZE):
     lines = ["proxy_set_header %s %s;" % (m.proxy_set_header, m.variable) for m in norm if m.proxy_set_header]
     text = "\n".join([HEADER_COMMENT] + lines) + "\n" if lines else ""
     return {"location_snippet": text}
+
+
+def routing_checks(maps):
+    """Requests that prove the routing of ``maps`` on a live nginx (the reload playbook sends them through each
+    controller pod): ``[{"headers": {Header: value}, "response_header": name, "expect": value, "key": key}]``.
+
+    For each map that reads one request header (``$http_x_version`` -> ``X-Version``) and has ``proxy_set_header``:
+    one request per exact key, one per regex key with its ``sample`` (declared on the entry, else derived from the
+    regex), and one without the header. The expected value is what nginx answers (exact keys first, then regexes in
+    order, else the default). Not checked: values that reference variables, keys HTTP cannot carry verbatim
+    (non-ASCII, control characters), hostnames maps' masks, and regex keys without a declared sample whose sample
+    cannot be derived (lookarounds, back-references to optional groups...) or would be answered by an earlier rule.
+    Raises NginxMapError for invalid maps.
+    """
+    checks = []
+    problems, norm = _analyse(maps, 1 << 20)  # the bucket size decides whether nginx loads the maps, not the answers
+    if problems:
+        raise NginxMapError(problems)
+    for m in norm:
+        header, upstream = header_of(m.source), m.proxy_set_header
+        if not header or not upstream or m.hostnames:
+            continue
+        for entry in m.entries:
+            declared = entry.kind == "regex" and entry.sample is not None
+            if entry.kind == "exact":
+                sample = entry.key
+            else:
+                sample = entry.sample if declared else regex_sample(entry.key)
+            if not sample or not _is_header_text(sample):
+                continue
+            winner = _first_match(m.entries, sample)
+            # a declared sample is trusted when an earlier PCRE-only regex makes the answer unknown here
+            if winner is not entry and not (declared and winner is None):
+                continue
+            if m.allow_variables and "$" in entry.value:
+                continue
+            checks.append({"headers": {header: sample}, "response_header": upstream, "expect": entry.value,
+                           "key": entry.key})
+        # an absent header reads as the empty string: the "" key or a regex matching "" may answer it
+        absent = _first_match(m.entries, "")
+        expect = absent.value if absent is not None else (m.default or "")
+        if not (m.allow_variables and "$" in expect):
+            checks.append({"headers": {}, "response_header": upstream, "expect": expect,
+                           "key": absent.key if absent is not None else None})
+    return checks
+
+
+def header_of(source):
+    """'X-Version' for '$http_x_version' or '${http_x_version}' (None for anything but one request header)."""
+    if not _single_header_source(source):
+        return None
+    name = list(_scan_references(source))[0][1]
+    return "-".join(part.capitalize() for part in name[len("http_"):].split("_"))
+
+
+def regex_sample(key):
+    """A value the regex key (``~re`` / ``~*re``) matches, derived from its syntax tree; None when that is not
+    possible (assertions, PCRE-only syntax, conditionals) or the derived value does not match after all."""
+    pattern, flags = (key[2:], re.IGNORECASE) if key.startswith("~*") else (key[1:], 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                from re import _parser as sre_parse  # Python >= 3.11
+            except ImportError:  # pragma: no cover - older Pythons
+                import sre_parse
+            tree = sre_parse.parse(pattern, flags)
+        sample = _sample_of(list(tree), {})
+    # anything the generator cannot follow means "no sample"
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return sample if _regex_search(key, sample) else None
 
 
 def quote(text):
@@ -453,7 +535,7 @@ def _analyse_header(header, label, problems):
 
 def _analyse_entries(raw_entries, m, label, bucket_size, problems):
     if isinstance(raw_entries, Mapping):
-        pairs = [(i, k, v) for i, (k, v) in enumerate(raw_entries.items())]
+        pairs = [(i, k, v, None) for i, (k, v) in enumerate(raw_entries.items())]
     elif _is_list(raw_entries):
         pairs = []
         for i, item in enumerate(raw_entries):
@@ -463,12 +545,12 @@ def _analyse_entries(raw_entries, m, label, bucket_size, problems):
                 continue
             extra = [k for k in item if k not in ENTRY_FIELDS]
             for k in extra:
-                problems.append("%s: unknown field %s (allowed: key, value)" % (where, _show_any(k)))
-            missing = [f for f in ENTRY_FIELDS if f not in item]
+                problems.append("%s: unknown field %s (allowed: %s)" % (where, _show_any(k), ", ".join(ENTRY_FIELDS)))
+            missing = [f for f in REQUIRED_ENTRY_FIELDS if f not in item]
             for f in missing:
                 problems.append("%s: %s is required" % (where, f))
             if not missing:
-                pairs.append((i, item["key"], item["value"]))
+                pairs.append((i, item["key"], item["value"], item.get("sample")))
     else:
         problems.append("%s: entries must be a list of {key, value} dicts or a dict of key: value, got %s"
                         % (label, _type_name(raw_entries)))
@@ -482,7 +564,7 @@ def _analyse_entries(raw_entries, m, label, bucket_size, problems):
     head_seen = {}  # hostnames: "*.x"/".x" masks by lower-cased x
     tail_seen = {}  # hostnames: "x.*" masks by lower-cased x
     single_header = _single_header_source(m.source)
-    for i, raw_key, raw_value in pairs:
+    for i, raw_key, raw_value, raw_sample in pairs:
         key = _scalar_text(raw_key, "key", "%s entry[%d]" % (label, i), problems)
         if key is None:
             continue
@@ -491,6 +573,11 @@ def _analyse_entries(raw_entries, m, label, bucket_size, problems):
         kind = _key_kind(key, m.hostnames)
         key_ok = _check_key(key, kind, where, m, problems)
         value_ok = value is not None and _check_value(value, "value", where, m, problems)
+        sample = None
+        if raw_sample is not None:
+            sample = _scalar_text(raw_sample, "sample", where, problems)
+            value_ok = sample is not None and _check_sample(sample, key, kind, where, single_header, problems) \
+                and value_ok
         if not key_ok:
             continue
         if kind == "regex":
@@ -504,7 +591,35 @@ def _analyse_entries(raw_entries, m, label, bucket_size, problems):
             key_ok = _check_exact_or_mask(key, kind, i, where, m, bucket_size, single_header, exact_seen, fold_seen,
                                           head_seen, tail_seen, problems)
         if key_ok and value_ok:
-            m.entries.append(_Entry(i, key, value, kind))
+            m.entries.append(_Entry(i, key, value, kind, sample))
+    for entry in m.entries:
+        if entry.sample is not None:
+            winner = _first_match(m.entries, entry.sample)
+            if winner is not None and winner is not entry:
+                problems.append("%s entry[%d] (key %s): sample %s is answered by entry[%d] (key %s) first (nginx "
+                                "tries exact keys, then regexes in order); declare a sample only this rule matches"
+                                % (label, entry.index, _show(entry.key), _show(entry.sample), winner.index,
+                                   _show(winner.key)))
+
+
+def _check_sample(sample, key, kind, where, single_header, problems):
+    """A declared routing-check sample: for a regex key of a map reading one header, a value HTTP carries as-is."""
+    if kind != "regex":
+        problems.append("%s: sample is only for regex keys (an exact key is its own sample)" % where)
+        return False
+    if not single_header:
+        problems.append("%s: sample needs a source that reads one request header ($http_<name>); the routing "
+                        "check sends it as that header" % where)
+        return False
+    if not _is_header_text(sample):
+        problems.append("%s: sample %s must be printable ASCII without leading or trailing whitespace (it is sent "
+                        "as a request header)" % (where, _show(sample)))
+        return False
+    matched = _regex_search(key, sample)
+    if matched is False:
+        problems.append("%s: sample %s does not match the regex" % (where, _show(sample)))
+        return False
+    return True
 
 
 def _key_kind(key, hostnames):
@@ -517,7 +632,7 @@ def _key_kind(key, hostnames):
 
 def _check_key(key, kind, where, m, problems):
     """Character-level checks of one key; returns False when the key is unusable."""
-    ok = _check_characters(key, "key", where, problems, allow_braces=(kind == "regex"))
+    ok = _check_characters(key, "key", where, problems)
     ok = _check_length(key, "key", where, problems) and ok
     if kind == "regex":
         pattern = key[2:] if key.startswith("~*") else key[1:]
@@ -526,10 +641,6 @@ def _check_key(key, kind, where, m, problems):
             problems.append("%s: regex does not compile: %s" % (where, error))
             ok = False
         return ok
-    if "$" in key:
-        problems.append("%s: exact keys cannot reference variables and a literal '$' here is almost always a "
-                        "mistake; to match a '$' use a regex key such as ~^price\\$" % where)
-        ok = False
     low = key.lower()
     if key == "default" and m.has_default:
         problems.append("%s: duplicate default: the map already sets default, and nginx reads the key 'default' as "
@@ -667,31 +778,25 @@ def _check_value(text, what, where, m, problems):
                             "escape for a literal '$' (set allow_variables_in_values to reference variables)"
                             % (where, what, pos))
             ok = False
-    if not _check_characters(literal, what, where, problems, allow_braces=False):
+    if not _check_characters(literal, what, where, problems):
         ok = False
     if not _check_length(text, what, where, problems):
         ok = False
     return ok
 
 
-def _check_characters(text, what, where, problems, allow_braces):
-    """Characters nginx or operators would trip over; ``allow_braces`` for regexes ({m,n} quantifiers)."""
-    ok = True
+def _check_characters(text, what, where, problems):
+    """Characters no header value carries and operators would trip over (control, invisible, line separators).
+
+    ``;`` ``{`` ``}`` are fine: quote() keeps them inside one double-quoted token, where nginx reads them literally.
+    """
     for ch in text:
         category = unicodedata.category(ch)
         if category in _FORBIDDEN_CATEGORIES:
             described = _FORBIDDEN_CATEGORIES[category]
             problems.append("%s: %s contains %s (%s)" % (where, what, described, _codepoint(ch)))
-            ok = False
-            break
-    if ";" in text:
-        advice = "; in a regex write \\x3b" if allow_braces else ""
-        problems.append("%s: %s contains ';', which is not allowed%s" % (where, what, advice))
-        ok = False
-    if not allow_braces and ("{" in text or "}" in text):
-        problems.append("%s: %s contains '{' or '}', which are not allowed" % (where, what))
-        ok = False
-    return ok
+            return False
+    return True
 
 
 def _check_length(text, what, where, problems):
@@ -802,6 +907,115 @@ def _reference_text(text, start):
     while i < len(text) and (text[i] == "_" or (text[i].isalnum() and ord(text[i]) < 128)):
         i += 1
     return text[start:i]
+
+
+class _NoSample(Exception):
+    """The regex uses syntax the sample generator does not follow."""
+
+
+_CATEGORY_SAMPLES = {"CATEGORY_DIGIT": "0", "CATEGORY_NOT_DIGIT": "a", "CATEGORY_WORD": "a",
+                     "CATEGORY_NOT_WORD": "-", "CATEGORY_SPACE": " ", "CATEGORY_NOT_SPACE": "a"}
+
+
+def _sample_of(items, groups):
+    """Walk a ``re`` syntax tree: the first alternative of each branch, each repeat at least once."""
+    out = []
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(arg))
+        elif name == "NOT_LITERAL":
+            out.append("a" if arg != ord("a") else "b")
+        elif name == "ANY":
+            out.append("x")
+        elif name == "IN":
+            out.append(_class_sample(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, high, sub = arg
+            out.append(_sample_of(list(sub), groups) * (max(low, 1) if high >= 1 else 0))
+        elif name == "SUBPATTERN":
+            group, sub = arg[0], arg[-1]
+            text = _sample_of(list(sub), groups)
+            if group is not None:
+                groups[group] = text
+            out.append(text)
+        elif name == "ATOMIC_GROUP":
+            out.append(_sample_of(list(arg), groups))
+        elif name == "BRANCH":
+            out.append(_sample_of(list(arg[1][0]), groups))
+        elif name == "AT":
+            continue
+        elif name == "GROUPREF" and arg in groups:
+            out.append(groups[arg])
+        else:
+            raise _NoSample(name)
+    return "".join(out)
+
+
+def _class_sample(items):
+    """A character of a ``[...]`` class; for a negated class the first common character outside it."""
+    if items and str(items[0][0]) == "NEGATE":
+        for ch in "x0-_A.~":
+            if not any(_in_class_item(ch, op, arg) for op, arg in items[1:]):
+                return ch
+        raise _NoSample("NEGATE")
+    op, arg = items[0]
+    name = str(op)
+    if name == "LITERAL":
+        return chr(arg)
+    if name == "RANGE":
+        return chr(arg[0])
+    if name == "CATEGORY" and str(arg) in _CATEGORY_SAMPLES:
+        return _CATEGORY_SAMPLES[str(arg)]
+    raise _NoSample(name)
+
+
+def _in_class_item(ch, op, arg):
+    name = str(op)
+    if name == "LITERAL":
+        return ord(ch) == arg
+    if name == "RANGE":
+        return arg[0] <= ord(ch) <= arg[1]
+    if name == "CATEGORY" and str(arg) in _CATEGORY_SAMPLES:
+        return bool(re.match({"CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_WORD": r"\w",
+                              "CATEGORY_NOT_WORD": r"\W", "CATEGORY_SPACE": r"\s",
+                              "CATEGORY_NOT_SPACE": r"\S"}[str(arg)], ch))
+    raise _NoSample(name)
+
+
+def _regex_search(key, text):
+    """True/False: does the regex key match ``text`` (Python ``re`` on UTF-8 bytes, as nginx's PCRE sees them);
+    None when Python cannot compile it (PCRE-only syntax)."""
+    pattern, flags = (key[2:], re.IGNORECASE) if key.startswith("~*") else (key[1:], 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return re.search(pattern.encode("utf-8"), text.encode("utf-8"), flags) is not None
+    # re.error, RecursionError...: not a verdict
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _first_match(entries, text):
+    """The entry nginx answers ``text`` with: an exact key (ASCII case-insensitive) first, then the regexes in order;
+    None when nothing matches or an earlier regex cannot be evaluated here (so the answer is unknown)."""
+    folded = _ascii_lower(text)
+    for entry in entries:
+        if entry.kind == "exact" and _ascii_lower(entry.key) == folded:
+            return entry
+    for entry in entries:
+        if entry.kind == "regex":
+            matched = _regex_search(entry.key, text)
+            if matched is None:
+                return None
+            if matched:
+                return entry
+    return None
+
+
+def _is_header_text(text):
+    """Printable ASCII without edge whitespace: a header value sent and seen exactly as written."""
+    return text == text.strip(" ") and all(" " <= ch <= "~" for ch in text)
 
 
 def _prefix_of(name, prefixes):

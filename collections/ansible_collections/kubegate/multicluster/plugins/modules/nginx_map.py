@@ -40,7 +40,10 @@ options:
       - The maps. Each has C(source) (for example C($http_x_version)), C(variable) (for example
         C($kubegate_backend)), optional C(default), C(hostnames), C(volatile), C(allow_variables_in_values),
         C(proxy_set_header) (header name under which the variable is passed upstream) and C(entries) (a list of
-        C({key, value}) or a mapping; keys are exact strings, C(~regex), C(~*regex) or host masks).
+        C({key, value}) or a mapping; keys are exact strings, C(~regex), C(~*regex) or host masks). Exact keys are
+        literal text (V(;), V({), V(}), V($), quotes included); only V(default) and V(include) are refused as keys.
+      - A regex entry in list form may declare C(sample), a header value the regex matches, which RV(checks) sends
+        to prove the rule (without it a sample is derived from the regex when possible).
       - Required unless O(restore=true).
     type: list
     elements: dict
@@ -161,8 +164,13 @@ dry_run:
 checks:
   description:
     - Requests that prove the routing, derived from maps with a single request-header C(source) and
-      C(proxy_set_header) - one per exact key, one without the header for the default. Each has C(headers) (to
-      send), C(response_header) (the header the backend receives) and C(expect) (its value).
+      C(proxy_set_header) - one per exact key, one per regex key with its C(sample) (declared, or derived from the
+      regex), one without the header. Each has C(headers) (to send), C(response_header) (the header the backend
+      receives), C(expect) (what nginx answers - exact keys first, then regexes in order, else the default) and
+      C(key) (the rule, null for the request without the header).
+    - Not checked - declare a C(sample) where possible - regex keys whose sample cannot be derived (lookarounds,
+      PCRE-only syntax) or that come after a regex Python cannot evaluate, values that reference variables, keys that
+      are not printable ASCII, and hostnames maps.
   returned: unless O(restore=true)
   type: list
   elements: dict

@@ -62,7 +62,9 @@ options:
     type: bool
     default: false
   fail_on_rc:
-    description: Fail the task when the command exits non-zero in any pod.
+    description:
+      - Fail the task when the command exits non-zero in any pod.
+      - With V(false), a non-zero exit is reported (RV(rc), RV(results[].rc)) and the task is not failed.
     type: bool
     default: true
   max_concurrency:
@@ -135,12 +137,13 @@ results:
       type: str
 rc:
   description:
-    - Exit code, when O(pod) was given. Left out when it is non-zero and O(fail_on_rc=false), because Ansible treats
-      any result with a non-zero C(rc) as failed; RV(exit_code) is always there.
+    - Exit code, when O(pod) was given, also when it is non-zero and tolerated with O(fail_on_rc=false). The result
+      then says C(failed=false) explicitly, so Ansible does not fail the task for the non-zero C(rc).
   returned: when O(pod) was given and the command ran
   type: int
+  sample: 3
 exit_code:
-  description: Exit code, when O(pod) was given (also when non-zero and tolerated).
+  description: Alias of RV(rc), kept for playbooks written before RV(rc) was always returned.
   returned: when O(pod) was given and the command ran
   type: int
 stdout:

@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote
 
 from .._nginx_check import check_with_nginx
-from .._nginx_map import NginxMapError, render, render_snippets
+from .._nginx_map import NginxMapError, render, render_snippets, routing_checks
 from .errors import KubegateError
 from .runner import connect
 
@@ -82,39 +82,6 @@ def _managed(data, keys):
 
 def _diff_text(managed):
     return "".join("# --- %s\n%s" % (k, v if v.endswith("\n") else v + "\n") for k, v in sorted(managed.items()) if v)
-
-
-def header_name(source):
-    """'X-Version' for '$http_x_version' (None for anything but a single request-header variable)."""
-    src = (source or "").strip()
-    if src.startswith("${") and src.endswith("}"):
-        src = "$" + src[2:-1]
-    if not src.startswith("$http_") or not src[6:].replace("_", "").isalnum():
-        return None
-    return "-".join(part.capitalize() for part in src[6:].split("_"))
-
-
-def routing_checks(maps):
-    """Requests that prove the routing: for each map with a single request-header source and proxy_set_header, one
-    request per exact key (expecting its value upstream) and one without the header (expecting the default)."""
-    checks = []
-    for m in maps or []:
-        header, upstream = header_name(m.get("source")), m.get("proxy_set_header")
-        if not header or not upstream:
-            continue
-        entries = m.get("entries") or []
-        if isinstance(entries, dict):
-            pairs = list(entries.items())
-        else:
-            pairs = [(e.get("key"), e.get("value")) for e in entries]
-        for key, value in pairs:
-            key = str(key)
-            if key.startswith("~") or key.startswith("\\") or "$" in str(value):
-                continue
-            checks.append({"headers": {header: key}, "response_header": upstream, "expect": str(value)})
-        checks.append({"headers": {}, "response_header": upstream,
-                       "expect": "" if m.get("default") is None else str(m.get("default"))})
-    return checks
 
 
 def fingerprint(managed):

@@ -255,10 +255,7 @@ def run_pod_exec(params, ctx):
         out["skipped_pods"] = skipped
     if params.get("pod") and len(results) == 1:
         rc = results[0]["rc"]
-        out.update(exit_code=rc, stdout=results[0]["stdout"], stderr=results[0]["stderr"])
-        # Ansible marks any result with a non-zero `rc` as failed: leave it out when non-zero exits are tolerated.
-        if rc == 0 or params.get("fail_on_rc", True):
-            out["rc"] = rc
+        out.update(rc=rc, exit_code=rc, stdout=results[0]["stdout"], stderr=results[0]["stderr"])
     errors = [r for r in results if r["rc"] is None]
     nonzero = [r for r in results if r["rc"] not in (None, 0)]
     denied = [r for r in errors if r.get("http_status") in (401, 403)]
@@ -273,4 +270,7 @@ def run_pod_exec(params, ctx):
         raise KubegateError("%s: %s exited non-zero in %d of %d pod(s): %s%s" % (
             client.where, argv[0], len(nonzero), len(names), _summary(nonzero),
             "; not run in %s (stopped after the failing batch)" % ", ".join(skipped) if skipped else ""), **out)
+    # ansible-core's TaskExecutor fails a result holding a non-zero `rc` only when the result has no `failed` key:
+    # saying so explicitly keeps `rc` for a tolerated non-zero exit (fail_on_rc: false) without failing the task.
+    out["failed"] = False
     return out

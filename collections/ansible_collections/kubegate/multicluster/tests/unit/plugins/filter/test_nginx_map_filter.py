@@ -33,11 +33,11 @@ MAPS = [{
     "proxy_set_header": "X-Kubegate-Backend",
     "entries": [{"key": "v1", "value": "backend-v1"}, {"key": "~^v2\\.\\d+$", "value": 'be "two"'}],
 }]
-BAD = [{"source": "$http_x_version", "variable": "host", "entries": {"v2": "a;", "V2": "b"}}]
+BAD = [{"source": "$http_x_version", "variable": "host", "entries": {"v2": "a\n}", "V2": "b"}}]
 BAD_PROBLEMS = [
     "map[0] ($host): variable $host collides with the nginx built-in variable $host; choose a name of your own such "
     "as $kubegate_host",
-    'map[0] ($host) entry[0] (key "v2"): value contains \';\', which is not allowed',
+    'map[0] ($host) entry[0] (key "v2"): value contains a control character (U+000A)',
     'map[0] ($host) entry[1] (key "V2"): differs only in letter case from entry[0] (key "v2"); nginx compares exact '
     'keys case-insensitively and rejects such a map ("conflicting parameter")',
 ]
@@ -155,12 +155,13 @@ def test_ansible_doc_renders_both_filters():
 
 
 def test_part_checks_is_the_modules_routing_checks():
-    from ansible_collections.kubegate.multicluster.plugins.module_utils._cluster.maptask import routing_checks
+    from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map import routing_checks
     maps = [{"source": "$http_x_version", "variable": "$kubegate_backend", "default": "stable",
              "proxy_set_header": "X-Kubegate-Backend",
              "entries": [{"key": "v2", "value": "canary"}, {"key": "~^v3-", "value": "next"}]}]
     assert plugin.nginx_map(maps, part="checks") == routing_checks(maps) == [
-        {"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend", "expect": "canary"},
-        {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable"}]
+        {"headers": {"X-Version": "v2"}, "response_header": "X-Kubegate-Backend", "expect": "canary", "key": "v2"},
+        {"headers": {"X-Version": "v3-"}, "response_header": "X-Kubegate-Backend", "expect": "next", "key": "~^v3-"},
+        {"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "stable", "key": None}]
     with pytest.raises(AnsibleFilterError, match="nginx_map"):
         plugin.nginx_map([{"source": "$http_x", "variable": "$host", "entries": {"a;": "b"}}], part="checks")

@@ -35,8 +35,10 @@ from ansible_collections.kubegate.multicluster.plugins.module_utils._nginx_map i
     hash_bucket_size_needed,
     quote,
     regex_precheck,
+    regex_sample,
     render,
     render_snippets,
+    routing_checks,
     validate,
 )
 
@@ -207,6 +209,77 @@ def test_golden_bucket_size_matters():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# routing checks (what the reload playbook sends through every controller pod), answered by a live nginx
+
+REGEX_ROUTES = [{
+    "source": "$http_x_version", "variable": "kubegate_rx", "default": "stable", "proxy_set_header": "X-Kg-Rx",
+    "entries": [
+        {"key": "v1", "value": "one"},
+        {"key": "~^v2\\.\\d+$", "value": "two"},                       # derived sample
+        {"key": "~*^canary-[a-f0-9]{4}$", "value": "canary"},       # derived, case-insensitive
+        {"key": "~^[^a-z]{3};$", "value": "digits"},                # negated class, ';' in the key
+        {"key": "~^(?<ver>v3)(-rc\\d)?$", "value": "three", "sample": "v3-rc1"},  # PCRE-only: declared
+        {"key": "~^v", "value": "other-v"},      # after a regex Python cannot evaluate: answer unknown, not checked
+        {"key": "~(?<=x)y", "value": "lookbehind"},                 # no derivable sample: not checked
+    ]}]
+
+
+def _routing_cases():
+    cases = [("regex_routes", REGEX_ROUTES)]
+    for name in GOLDEN_CASES:
+        maps, bucket, _probes = load_golden(name)
+        if bucket == 64:
+            cases.append((name, maps))
+    return cases
+
+
+def test_routing_checks_cover_regex_rules_with_a_sample_each():
+    checks = routing_checks(REGEX_ROUTES)
+    by_key = dict((c["key"], c) for c in checks)
+    assert by_key["~^v2\\.\\d+$"]["headers"] == {"X-Version": "v2.0"} and by_key["~^v2\\.\\d+$"]["expect"] == "two"
+    assert by_key["~*^canary-[a-f0-9]{4}$"]["headers"] == {"X-Version": "canary-aaaa"}
+    assert by_key["~^(?<ver>v3)(-rc\\d)?$"]["headers"] == {"X-Version": "v3-rc1"}
+    assert by_key["~^[^a-z]{3};$"]["headers"] == {"X-Version": "xxx;".replace("x", "0")}
+    assert "~^v" not in by_key and "~(?<=x)y" not in by_key
+    assert by_key[None] == {"headers": {}, "response_header": "X-Kg-Rx", "expect": "stable", "key": None}
+    assert by_key["v1"]["headers"] == {"X-Version": "v1"} and len(checks) == 6
+
+
+def test_routing_checks_absent_header_answered_by_the_empty_key():
+    maps, _bucket, _probes = load_golden("header_routing")
+    absent = [c for c in routing_checks(maps) if c["headers"] == {}]
+    assert absent == [{"headers": {}, "response_header": "X-Kubegate-Backend", "expect": "backend-no-header",
+                       "key": ""}]
+
+
+def test_routing_checks_refuse_invalid_maps():
+    with pytest.raises(NginxMapError):
+        routing_checks([m([{"key": "v1", "value": "a\n"}], proxy_set_header="X-Kg")])
+
+
+@pytest.mark.parametrize("key,sample", [
+    ("~^v2\\.\\d+$", "v2.0"), ("~^(ab|cd)+\\1$", "abab"), ("~^[^\\w]$", "-"), ("~^a;b{2}$", "a;bb"),
+    ("~*^X", "X"), ("~^(?<n>v)$", None), ("~(?=a)", None), ("~^$", ""),
+])
+def test_regex_sample(key, sample):
+    assert regex_sample(key) == sample
+
+
+@pytest.mark.parametrize("name,maps", _routing_cases(), ids=[c[0] for c in _routing_cases()])
+def test_routing_checks_are_answered_as_expected_by_live_nginx(name, maps):
+    """Every check the playbook would send gets the expected value from a real nginx loading the rendered maps."""
+    checks = routing_checks(maps)
+    variables = dict((mp["proxy_set_header"], mp["variable"]) for mp in maps if mp.get("proxy_set_header"))
+    if not checks:
+        assert not variables or all(mp.get("hostnames") for mp in maps if mp.get("proxy_set_header"))
+        return
+    with LiveNginx(render(maps)) as server:
+        for check in checks:
+            body = server.get(variables[check["response_header"]], check["headers"])
+            assert body.decode("utf-8") == check["expect"], (name, check)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # rendering details
 
 
@@ -369,14 +442,26 @@ REJECTIONS = [
      ['map[0] ($kg): source "$http_a:$" has an invalid variable reference "$" at offset 8 (use $name or ${name})']),
     ("source_cycle", [m(source="$kg")],
      ['map[0] ($kg): source "$kg" reads the map\'s own variable $kg (a cycle)']),
-    ("semicolon_in_value", [m([{"key": "v1", "value": "a; return 200"}])],
-     ['map[0] ($kg) entry[0] (key "v1"): value contains \';\', which is not allowed']),
-    ("brace_in_exact_key", [m([{"key": "v{1}", "value": "a"}])],
-     ['map[0] ($kg) entry[0] (key "v{1}"): key contains \'{\' or \'}\', which are not allowed']),
-    ("semicolon_in_regex", [m([{"key": "~^a;b$", "value": "a"}])],
-     ['map[0] ($kg) entry[0] (key "~^a;b$"): key contains \';\', which is not allowed; in a regex write \\x3b']),
     ("newline_in_key", [m([{"key": "v1\n", "value": "a"}])],
      ['map[0] ($kg) entry[0] (key "v1\\n"): key contains a control character (U+000A)']),
+    # directives smuggled through a line break stay refused, whatever the rest of the text looks like
+    ("newline_directive_in_value", [m([{"key": "v1", "value": "a\";\n}\nserver { listen 1; }\n#"}])],
+     ['map[0] ($kg) entry[0] (key "v1"): value contains a control character (U+000A)']),
+    ("carriage_return_in_key", [m([{"key": "v1\r\ninclude /etc/passwd;", "value": "a"}])],
+     ['map[0] ($kg) entry[0] (key "v1\\r\\ninclude /etc/passwd;"): key contains a control character (U+000D)']),
+    ("line_separator_in_regex", [m([{"key": "~^a\u2028b", "value": "a"}])],
+     ['map[0] ($kg) entry[0] (key "~^a\u2028b"): key contains a line separator (U+2028)']),
+    ("nul_in_value", [m([{"key": "v1", "value": "a\x00b"}])],
+     ['map[0] ($kg) entry[0] (key "v1"): value contains a control character (U+0000)']),
+    ("dollar_directive_in_value", [m([{"key": "v1", "value": "x\"; return 302 $scheme://evil; #"}])],
+     ['map[0] ($kg) entry[0] (key "v1"): value contains \'$\' at offset 15; nginx reads it as a variable reference '
+      "and has no escape for a literal '$' (set allow_variables_in_values to reference variables)"]),
+    ("unterminated_reference_in_value", [m([{"key": "v1", "value": "${http_x"}], allow_variables_in_values=True)],
+     ['map[0] ($kg) entry[0] (key "v1"): value has an invalid variable reference "${http_x" at offset 0 (use $name, '
+      "${name} or $1..$9)"]),
+    ("dollar_space_in_value", [m([{"key": "v1", "value": "a$ b"}], allow_variables_in_values=True)],
+     ['map[0] ($kg) entry[0] (key "v1"): value has an invalid variable reference "$" at offset 1 (use $name, '
+      "${name} or $1..$9)"]),
     ("zero_width_space_in_value", [m([{"key": "v1", "value": "a\u200bb"}])],
      ['map[0] ($kg) entry[0] (key "v1"): value contains an invisible formatting character (U+200B)']),
     ("dollar_in_value", [m([{"key": "v1", "value": "cost$5"}])],
@@ -387,9 +472,6 @@ REJECTIONS = [
       "${name} or $1..$9)"]),
     ("value_cycle", [m([{"key": "v1", "value": "${kg}"}], allow_variables_in_values=True)],
      ['map[0] ($kg) entry[0] (key "v1"): value references the map\'s own variable $kg (a cycle)']),
-    ("dollar_in_exact_key", [m([{"key": "$5", "value": "a"}])],
-     ['map[0] ($kg) entry[0] (key "$5"): exact keys cannot reference variables and a literal \'$\' here is almost '
-      "always a mistake; to match a '$' use a regex key such as ~^price\\$"]),
     ("duplicate_key", [m([{"key": "v1", "value": "a"}, {"key": "v1", "value": "b"}])],
      ['map[0] ($kg) entry[1] (key "v1"): duplicate of entry[0]']),
     ("case_only_duplicate", [m({"v2": "a", "V2": "b"})],
@@ -407,12 +489,26 @@ REJECTIONS = [
     ("include_as_key", [m({"include": "b"})],
      ['map[0] ($kg) entry[0] (key "include"): \'include\' is a map parameter word in nginx (in any letter case it is '
       "ambiguous); match the literal text with the regex key ~*^include$ instead"]),
-    ("hostnames_as_key", [m({"hostnames": "b"})],
-     ['map[0] ($kg) entry[0] (key "hostnames"): \'hostnames\' is a map parameter word in nginx (in any letter case '
-      "it is ambiguous); match the literal text with the regex key ~*^hostnames$ instead"]),
-    ("volatile_as_key", [m({"VOLATILE": "b"})],
-     ['map[0] ($kg) entry[0] (key "VOLATILE"): \'volatile\' is a map parameter word in nginx (in any letter case it '
-      "is ambiguous); match the literal text with the regex key ~*^volatile$ instead"]),
+    ("include_as_key_any_case", [m({"INCLUDE": "/etc/nginx/nginx.conf"})],
+     ['map[0] ($kg) entry[0] (key "INCLUDE"): \'include\' is a map parameter word in nginx (in any letter case it is '
+      "ambiguous); match the literal text with the regex key ~*^include$ instead"]),
+    ("sample_on_exact_key", [m([{"key": "v1", "value": "a", "sample": "v1"}])],
+     ['map[0] ($kg) entry[0] (key "v1"): sample is only for regex keys (an exact key is its own sample)']),
+    ("sample_not_matching", [m([{"key": "~^v2\\.\\d+$", "value": "a", "sample": "v3.1"}])],
+     ['map[0] ($kg) entry[0] (key "~^v2\\\\.\\\\d+$"): sample "v3.1" does not match the regex']),
+    ("sample_not_header_text", [m([{"key": "~^v", "value": "a", "sample": "v\u00e9"}])],
+     ['map[0] ($kg) entry[0] (key "~^v"): sample "v\u00e9" must be printable ASCII without leading or trailing '
+      "whitespace (it is sent as a request header)"]),
+    ("sample_with_combined_source", [m([{"key": "~^a:", "value": "a", "sample": "a:b"}], source="$http_a:$http_b")],
+     ['map[0] ($kg) entry[0] (key "~^a:"): sample needs a source that reads one request header ($http_<name>); the '
+      "routing check sends it as that header"]),
+    ("sample_answered_earlier", [m([{"key": "V2.1", "value": "a"}, {"key": "~^v", "value": "b"},
+                                    {"key": "~^v2", "value": "c", "sample": "v2.1"},
+                                    {"key": "~2$", "value": "d", "sample": "v2"}])],
+     ['map[0] ($kg) entry[2] (key "~^v2"): sample "v2.1" is answered by entry[0] (key "V2.1") first (nginx tries '
+      "exact keys, then regexes in order); declare a sample only this rule matches",
+      'map[0] ($kg) entry[3] (key "~2$"): sample "v2" is answered by entry[1] (key "~^v") first (nginx tries exact '
+      "keys, then regexes in order); declare a sample only this rule matches"]),
     ("regex_missing_paren", [m({"~^(v1": "a"})],
      ['map[0] ($kg) entry[0] (key "~^(v1"): regex does not compile: missing closing parenthesis']),
     ("regex_reversed_range", [m({"~*^[z-a]$": "a"})],
@@ -457,7 +553,7 @@ REJECTIONS = [
      ["map[0] ($kg): entries must be a list of {key, value} dicts or a dict of key: value, got an integer"]),
     ("entry_fields", [m([{"key": "v1"}, {"key": "v2", "value": "b", "weight": 1}, "v3"])],
      ["map[0] ($kg) entry[0]: value is required",
-      'map[0] ($kg) entry[1]: unknown field "weight" (allowed: key, value)',
+      'map[0] ($kg) entry[1]: unknown field "weight" (allowed: key, value, sample)',
       "map[0] ($kg) entry[2]: must be a dict with key and value, got a string"]),
     ("empty_map", [m([])], ["map[0] ($kg): has no entries and no default; the variable would always be empty"]),
     ("reserved_header", [m(proxy_set_header="Host")],
@@ -488,11 +584,11 @@ def test_rejections(maps, expected):
 
 
 def test_all_problems_are_collected_across_maps():
-    maps = [m({"v1": "a;", "V1": "b"}, variable="host"), "oops", m(variable="kg2", source="$http_x-y")]
+    maps = [m({"v1": "a\n", "V1": "b"}, variable="host"), "oops", m(variable="kg2", source="$http_x-y")]
     problems = validate(maps)
     assert len(problems) == 5
     assert problems[0].startswith("map[0] ($host): variable $host collides")
-    assert problems[1].startswith("map[0] ($host) entry[0] (key \"v1\"): value contains ';'")
+    assert problems[1].startswith("map[0] ($host) entry[0] (key \"v1\"): value contains a control character")
     assert problems[2].startswith("map[0] ($host) entry[1] (key \"V1\"): differs only in letter case")
     assert problems[3] == "map[1]: must be a dict with source, variable and entries, got a string"
     assert problems[4].startswith('map[2] ($kg2): source "$http_x-y": nginx reads $http_x')
@@ -538,7 +634,7 @@ def test_precheck_rejections_are_nginx_rejections(pattern):
 # ---------------------------------------------------------------------------------------------------------------
 # property test: random valid maps
 
-ASCII_AWKWARD = list("abcdefXYZ0189 _-.:/=@!%&*()[]|~^`,<>?+#'\"\\")
+ASCII_AWKWARD = list("abcdefXYZ0189 _-.:/=@!%&*()[]|~^`,<>?+#'\"\\;{}")
 UNICODE_AWKWARD = ["é", "ß", "Ж", "日本", "🙂", "ñ", "Ø", "ǅ", "€"]
 SOURCES = [  # (source text, [header slots]) - literal parts are part of every key
     ("$http_x_kg_a", [("", "X-Kg-A", "")]),
@@ -588,7 +684,7 @@ def random_map(rng, name):
                 segments = [""]
             key = "".join(pre + seg + post for (pre, _h, post), seg in zip(slots, segments))
             if (key.startswith("~") or ascii_lower(key) in folded or key.casefold() in casefolded
-                    or key.lower() in ("default", "hostnames", "include", "volatile") or len(key.encode()) > 46):
+                    or key.lower() in ("default", "include") or len(key.encode()) > 46):
                 continue
             folded.add(ascii_lower(key))
             casefolded.add(key.casefold())
@@ -703,9 +799,9 @@ def _inject(rng, maps):
                                                  "$" + target["variable"].lstrip("$")])),
         lambda: target.pop("source"),
         lambda: target.update(entries=rng.choice([5, "x", None, []]), default=None),
-        lambda: pairs.append((rng.choice(["a;b", "{x}", "x\ny", "x\x00", "$v", "default", "include", "~(",
+        lambda: pairs.append((rng.choice(["x\ny", "x\x00", "a\r\n}", "default", "include", "Include", "~(",
                                           "~[z-a]", "k" * 47, True, None, 1.5]), "v")),
-        lambda: pairs.append(("kg-fault", rng.choice(["a;b", "{x}", "$", "x$y", "\t", None, False, ["x"]]))),
+        lambda: pairs.append(("kg-fault", rng.choice(["a\n}", "$", "x$y", "\t", "\u2029", None, False, ["x"]]))),
         lambda: pairs.extend([(rng.choice(exact).swapcase(), "dup")] if exact else [("x", "a"), ("X", "b")]),
         lambda: target.update(hostnames=rng.choice(["yes", 1, "true"])),
         lambda: target.update(unknown_option=1),
