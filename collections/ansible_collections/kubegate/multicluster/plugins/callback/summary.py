@@ -25,8 +25,11 @@ description:
     C(playbooks/reload-ingress.yml) give the same table.
   - The run record names who ran it (the AWX user and job id from the C(awx_user_name)/C(tower_user_name) and
     C(awx_job_id)/C(tower_job_id) extra variables AWX sets, else the local user), when, the C(--limit), the playbook
-    and each cluster's row. It is written to O(json_path) when set, and given to C(set_stats) as C(kubegate_run)
+    and each cluster's row, and the run id. It is written to O(json_path) when set, and given to C(set_stats) as C(kubegate_run)
     (shown by C(show_custom_stats); AWX keeps it as the job's artifacts when it reads stats after this callback).
+  - The run id (a valid C(KUBEGATE_RUN_ID) already set, else C(awx-job-<id>) under AWX, else a new one) is exported
+    as C(KUBEGATE_RUN_ID) to the run's processes, so every request kubegate sends carries it in its User-Agent,
+    C(kubegate.multicluster/<version> (run <id>)), and each apiserver's audit log ties the calls to the run.
   - The C(pods) column is the most pods a cluster's tasks listed (C(pods) of P(kubegate.multicluster.pod_exec#module));
     the C(checks) column counts the looped requests of P(kubegate.multicluster.api_request#module) that passed for
     the cluster.
@@ -57,8 +60,10 @@ import datetime
 import getpass
 import json
 import os
+import re
 import tempfile
 import time
+import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -68,6 +73,8 @@ REASON_CHARS = 160
 NOT_CHANGES = frozenset(("ansible.builtin.debug", "debug", "ansible.builtin.fail", "fail", "ansible.builtin.set_fact",
                          "set_fact", "ansible.builtin.assert", "assert"))
 LAST_TASK = "Summary"
+RUN_ID_ENV = "KUBEGATE_RUN_ID"   # read by module_utils/_cluster/transport.py user_agent()
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
 def _one_line(text, limit=REASON_CHARS):
@@ -123,6 +130,7 @@ class CallbackModule(CallbackBase):
         self._extra = {}
         self._variable_manager = None
         self._done = 0
+        self._run_id = None
         self._play_started = time.monotonic()
 
     # ------------------------------------------------------------------------------------------------------ collect
@@ -153,10 +161,24 @@ class CallbackModule(CallbackBase):
         self._play_started = time.monotonic()
         self._variable_manager = play.get_variable_manager()
         self._extra = dict(getattr(self._variable_manager, "extra_vars", {}) or {})
+        self._run_id = self._set_run_id()
         try:
             self._play_hosts = max(self._play_hosts, len(self._variable_manager._inventory.get_hosts(play.hosts)))
         except Exception:  # pylint: disable=broad-except
             pass
+
+    def _set_run_id(self):
+        """The run's id, put in the environment every worker and module process of this run inherits, so every
+        request's User-Agent names it: a valid KUBEGATE_RUN_ID already set, else the AWX job, else a new id."""
+        if self._run_id:
+            return self._run_id
+        run = os.environ.get(RUN_ID_ENV, "")
+        if not RUN_ID.match(run):
+            job = str(self._extra.get("awx_job_id", self._extra.get("tower_job_id", os.environ.get("JOB_ID", ""))))
+            run = "awx-job-" + job if job.isdigit() else "%s-%s" % (
+                self._started.strftime("%Y%m%dT%H%M%SZ"), uuid.uuid4().hex[:8])
+            os.environ[RUN_ID_ENV] = run
+        return run
 
     def _record(self, host, task, res, status):
         """One host's result of one task (status ok/failed/unreachable/skipped)."""
@@ -247,7 +269,7 @@ class CallbackModule(CallbackBase):
         limit = (context.CLIARGS or {}).get("subset")
         rows = [self._rows[h].as_dict() for h in self._order]
         return {
-            "run": {"by": user or local_user, "awx_job_id": job_id, "awx_user_name": user, "local_user": local_user,
+            "run": {"id": self._run_id, "by": user or local_user, "awx_job_id": job_id, "awx_user_name": user, "local_user": local_user,
                     "started": self._started.isoformat(timespec="seconds"),
                     "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "playbook": self._playbook, "limit": limit,
