@@ -104,7 +104,7 @@ def rollout_misses(registered, plan, index, host: str | None = None) -> list:
     return misses
 
 
-def _short(text, limit=300):
+def _short(text, limit=1000):
     text = " ".join(str(text or "failed").split())
     return text if len(text) <= limit else text[:limit] + "..."
 
