@@ -19,8 +19,8 @@ author: kubegate contributors
 description:
   - Prints, after the play recap, one table of the run's clusters (inventory hosts) - cluster, tenant, outcome,
     what changed, pods, checks, duration - followed by the failed clusters grouped by their one-line reason.
-  - While the run goes on, prints one line per cluster whose outcome is final (it failed, or its C(Summary) task,
-    the last task of kubegate's playbooks, reported), with a counter.
+  - While the run goes on, prints one line per cluster whose outcome is final (it failed, or it reached the play's
+    last task or a task named C(Summary)), with a counter.
   - Reads results of tasks run per host and of fan-out tasks (C(results_by_host)) alike, so both modes of
     C(playbooks/reload-ingress.yml) give the same table.
   - The run record names who ran it (the AWX user and job id from the C(awx_user_name)/C(tower_user_name) and
@@ -82,6 +82,23 @@ def _one_line(text, limit=REASON_CHARS):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _last_task_uuid(play):
+    """The play's last task (a host that reaches it is done), or None when the play ends in a block with rescue or
+    always sections (their last task is not every host's last)."""
+    try:
+        last = play.get_tasks()[-1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if isinstance(last, list):
+        if not last:
+            return None
+        parent = getattr(last[-1], "_parent", None)
+        if getattr(parent, "rescue", None) or getattr(parent, "always", None):
+            return None
+        last = last[-1]
+    return getattr(last, "_uuid", None)
+
+
 def _rescued(task):
     """Whether a failure of `task` goes on in a rescue section (so the cluster is not done yet)."""
     parent = getattr(task, "_parent", None)
@@ -131,6 +148,7 @@ class CallbackModule(CallbackBase):
         self._variable_manager = None
         self._done = 0
         self._run_id = None
+        self._last_task = None
         self._play_started = time.monotonic()
 
     # ------------------------------------------------------------------------------------------------------ collect
@@ -162,6 +180,7 @@ class CallbackModule(CallbackBase):
         self._variable_manager = play.get_variable_manager()
         self._extra = dict(getattr(self._variable_manager, "extra_vars", {}) or {})
         self._run_id = self._set_run_id()
+        self._last_task = _last_task_uuid(play)
         try:
             self._play_hosts = max(self._play_hosts, len(self._variable_manager._inventory.get_hosts(play.hosts)))
         except Exception:  # pylint: disable=broad-except
@@ -221,7 +240,7 @@ class CallbackModule(CallbackBase):
             return
         host = result._host.get_name()
         self._record(host, task, res, status)
-        if status in ("failed", "unreachable") and not _rescued(task) or task.get_name() == LAST_TASK:
+        if status in ("failed", "unreachable") and not _rescued(task) or self._is_last(task):
             self._complete(host)
 
     def _complete(self, host):
@@ -254,6 +273,11 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_skipped(self, result):
         self._row(result._host.get_name())
+        if self._is_last(result._task):
+            self._complete(result._host.get_name())
+
+    def _is_last(self, task):
+        return task.get_name() == LAST_TASK or self._last_task is not None and task._uuid == self._last_task
 
     # ------------------------------------------------------------------------------------------------------ report
 
