@@ -15,7 +15,7 @@ name: summary
 type: aggregate
 short_description: One table per multi-cluster run, progress per cluster, and a JSON run record
 version_added: "0.2.0"
-author: kubegate contributors
+author: kubegate developers (@kubegate)
 description:
   - Prints, after the play recap, one table of the run's clusters (inventory hosts) - cluster, tenant, outcome,
     what changed, pods, checks, duration - followed by the failed clusters grouped by their one-line reason.
@@ -253,8 +253,9 @@ class CallbackModule(CallbackBase):
             total = max(self._play_hosts, len(self._rows))
             what = row.reason if row.outcome != "ok" else ("changed: " + ", ".join(row.changed) if row.changed
                                                            else "no change")
-            self._display.display("kubegate [%d/%d] %s (%s): %s - %s" % (self._done, total, host, row.tenant,
-                                                                        row.outcome, _one_line(what, 120)))
+            fields = (self._done, total, host, row.tenant, row.outcome, _one_line(what, 120))
+            line = "kubegate [%d/%d] %s (%s): %s - %s" % fields
+            self._display.display(line)
 
     def _get_option_safe(self, name):
         try:
