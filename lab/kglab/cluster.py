@@ -165,6 +165,14 @@ class Cluster:
         }, indent=1))
         return path
 
+    def write_audit_policy(self) -> Path:
+        # Metadata level: who called what, from which User-Agent, with what answer -- no bodies (no secrets in the
+        # log). Tests read .lab/<cluster>/audit.log to tie requests to a kubegate run (its User-Agent).
+        path = self.dir / "audit-policy.yaml"
+        path.write_text(json.dumps({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                    "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}, indent=1))
+        return path
+
     def start_apiserver(self):
         s, d = self.spec, self.pki_dir
         pid = self.start("kube-apiserver", [
@@ -185,6 +193,9 @@ class Cluster:
             "--enable-aggregator-routing=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false", "--v=1",
+            f"--audit-policy-file={self.write_audit_policy()}", f"--audit-log-path={self.dir / 'audit.log'}",
+            "--audit-log-maxsize=20", "--audit-log-maxbackup=1", "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
         ])
         procs.wait_until(f"{self.name} kube-apiserver /readyz", self._readyz, 90, self.log("kube-apiserver"), pid=pid,
                          interval=0.5)

@@ -171,6 +171,7 @@ def start_reload(tmp_path, lab, name, value):
         "kubegate_sync_timeout": 16}})  # a run whose maps were overtaken gives up waiting for them soon
     play = run_dir / "reload-ingress.yml"
     play.write_text(PLAYBOOK.read_text())
+    (run_dir / "vars").symlink_to(REPO / "playbooks" / "vars", target_is_directory=True)  # its vars_files
     results = run_dir / "results.jsonl"
     env = repo_env(KG_RESULTS_FILE=str(results), ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
                    ANSIBLE_CALLBACKS_ENABLED="kg_results", ANSIBLE_NOCOLOR="1")

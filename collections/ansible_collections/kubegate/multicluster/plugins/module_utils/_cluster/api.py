@@ -210,7 +210,6 @@ class Client(object):
     def open_upgrade(self):
         """(socket, host header, headers) for an upgrade request such as exec."""
         headers, cert, key = transport.auth_headers(self.cluster)
-        headers["User-Agent"] = transport.USER_AGENT
         if self.cluster.impersonate_groups:
             # a list value becomes one header line per group in the upgrade request
             headers["Impersonate-Group"] = list(self.cluster.impersonate_groups)

@@ -37,7 +37,13 @@ from .errors import KubegateError, http_error
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS"))
 RETRY_STATUS = frozenset((429, 503))
 MAX_RETRY_AFTER = 30.0
-USER_AGENT = "kubegate.multicluster/0.1"
+COLLECTION_VERSION = "0.1.0"   # galaxy.yml's version (a unit test keeps them equal)
+USER_AGENT = "kubegate.multicluster/" + COLLECTION_VERSION
+# The run a request belongs to, in its User-Agent so each apiserver's audit log ties calls to the run: set by the
+# kubegate.multicluster.summary callback for the whole ansible-playbook process tree (AWX job id, else a new id), or by
+# the caller; AWX's JOB_ID when nothing set it. Anything but a short plain token is ignored (it goes into a header).
+RUN_ID_ENV = "KUBEGATE_RUN_ID"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 _CONTEXTS = {}
 _REPORTER = threading.local()   # per thread: the running task's note callback (the fan-out runs tasks in threads)
@@ -347,9 +353,18 @@ def _alive(conn):
 
 # ---------------------------------------------------------------------------------------------------------------- auth
 
+def user_agent():
+    """`kubegate.multicluster/<version> (run <id>)`, or without the run when none is known."""
+    run = os.environ.get(RUN_ID_ENV) or ""
+    if not run and (os.environ.get("JOB_ID") or "").isdigit():
+        run = "awx-job-" + os.environ["JOB_ID"]
+    return "%s (run %s)" % (USER_AGENT, run) if _RUN_ID.match(run) else USER_AGENT
+
+
 def auth_headers(cluster):
-    """(headers, cert_data, key_data) for one request. Token files are re-read every time (rotation)."""
-    headers = {}
+    """(headers, cert_data, key_data) for one request, HTTP or upgrade: the identity (token files are re-read every
+    time, for rotation) and the User-Agent naming the collection and the run -- the one place both are set."""
+    headers = {"User-Agent": user_agent()}
     cert_data = key_data = None
     if cluster.scheme == "http":
         return headers, None, None
@@ -476,7 +491,7 @@ def request(cluster, method, path, body=None, headers=None, max_body=None, deadl
     full_path = cluster.base_path + path
     while True:
         auth, cert_data, key_data = auth_headers(cluster)
-        send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json, */*"}
+        send_headers = {"Accept": "application/json, */*"}
         send_headers.update(headers or {})
         send_headers.update(auth)
         pool_key = cluster.key() + (hash(cert_data),)
