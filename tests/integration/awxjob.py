@@ -175,10 +175,21 @@ class Job:
                 and (host is None or (e.get("event_data") or {}).get("host") == host)]
 
     def task_result(self, task: str, host: str) -> dict:
-        found = [e for e in self.host_events("runner_on_ok", host) if e["event_data"].get("task") == task]
+        """`host`'s own result of `task`: its event, or its entry in a fan-out task's results_by_host (a run_once
+        fan-out task reports once, on the host that ran it, for every host)."""
+        found = []
+        for e in self.host_events("runner_on_ok"):
+            data = e["event_data"]
+            if data.get("task") != task:
+                continue
+            own = (data["res"].get("results_by_host") or {}).get(host)
+            if own is not None:
+                found.append(own)
+            elif data.get("host") == host:
+                found.append(data["res"])
         if not found:
             raise AssertionError("no runner_on_ok for %r on %s; stdout:\n%s" % (task, host, self.stdout[-4000:]))
-        return found[-1]["event_data"]["res"]
+        return found[-1]
 
     def ok_tasks(self, host: str) -> list[str]:
         return [e["event_data"]["task"] for e in self.host_events("runner_on_ok", host)]

@@ -27,35 +27,60 @@ def forward():
         fwd.close()
 
 
-@pytest.fixture(scope="session")
-def cluster_c_forward(lab):
-    """cluster-c lives in a restricted network: an ssh -L forward through the lab's edge host (as an operator would)."""
-    edge = lab.desc["edge"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    c = lab.clusters["cluster-c"]
-    target = c["server"].split("://", 1)[1]
-    proc = subprocess.Popen(["ssh", "-N", "-i", edge["key_file"], "-o", "UserKnownHostsFile=" + edge["known_hosts"],
-                             "-o", "StrictHostKeyChecking=yes", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
-                             "-p", str(edge["port"]), "-L", "127.0.0.1:%d:%s" % (port, target),
-                             "%s@%s" % (edge["user"], edge["host"])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("ssh forward to cluster-c failed: %s" % proc.stderr.read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
+class _EdgeForward:
+    """cluster-c lives in a restricted network: an ssh -L forward through the lab's edge host (as an operator would),
+    on one local port for the whole session. Tests that stop or restart lab parts can end the ssh process; `url()`
+    brings it back on the same port, so a later test never inherits a dead forward from an earlier one."""
+
+    def __init__(self, lab):
+        edge = lab.desc["edge"]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        target = lab.clusters["cluster-c"]["server"].split("://", 1)[1]
+        self.argv = ["ssh", "-N", "-i", edge["key_file"], "-o", "UserKnownHostsFile=" + edge["known_hosts"],
+                     "-o", "StrictHostKeyChecking=yes", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+                     "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2",
+                     "-p", str(edge["port"]), "-L", "127.0.0.1:%d:%s" % (self.port, target),
+                     "%s@%s" % (edge["user"], edge["host"])]
+        self.proc = None
+
+    def url(self) -> str:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        return "https://127.0.0.1:%d" % self.port
+
+    def _start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("ssh forward to cluster-c failed: %s" % self.proc.stderr.read())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.proc.kill()
         pytest.fail("ssh forward to cluster-c did not come up")
-    yield "https://127.0.0.1:%d" % port
-    proc.terminate()
-    proc.wait(timeout=10)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def _edge_forward(lab):
+    fwd = _EdgeForward(lab)
+    yield fwd
+    fwd.close()
+
+
+@pytest.fixture
+def cluster_c_forward(_edge_forward):
+    """The URL of cluster-c's apiserver through the edge forward (alive when the test starts)."""
+    return _edge_forward.url()
 
 
 @pytest.fixture

@@ -182,7 +182,7 @@ def test_follow_is_bounded_by_time_lines_and_bytes(lab, tmp_path):
 
     timed = run.result("time", "cluster-b")
     assert timed["stopped"] == "timeout" and not timed["failed"]
-    assert 3 <= timed["results"][0]["duration"] < 6
+    assert 2.9 <= timed["results"][0]["duration"] < 6    # follow_timeout=3 (durations are rounded to ms)
     assert any("GET /%s-" % tag in line for line in timed["lines"])     # the traffic kept flowing
     assert no_traceback(run.output)
 

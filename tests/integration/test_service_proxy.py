@@ -1,6 +1,7 @@
 """kubegate.multicluster.service_proxy against the lab's real echo service (http and https ports)."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from kgplay import conn_token, run_playbook
@@ -13,6 +14,12 @@ def sp(name, **args):
 def test_both_schemes_headers_query_and_escaping(lab, tmp_path):
     svc = "kg-empty-" + uuid.uuid4().hex[:6]
     lab.kubectl("cluster-a", "create", "service", "clusterip", svc, "-n", "demo", "--tcp=80:8080")
+    # the apiserver answers 404 (endpoints not found) until the endpoints controller has written the empty Endpoints
+    # object, and 503 (no endpoints available) after: wait for it, this test is about the 503
+    deadline = time.monotonic() + 30
+    while lab.kubectl("cluster-a", "get", "endpoints", svc, "-n", "demo", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the endpoints controller did not create the Endpoints of " + svc
+        time.sleep(0.2)
     tasks = [
         sp("http", namespace="demo", service="echo", port="http", path="/a b/c%2Fd", query={"x": ["1", "2"], "y": "ü"},
            headers={"X-Version": "v2"}),
